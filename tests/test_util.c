@@ -1,0 +1,68 @@
+// Shared helpers for the C tests (see test_util.h).
+#include "test_util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "status.h"
+
+int test_failures;
+int test_checks;
+
+void test_check_status(int got, int want, const char *file, int line, const char *expr) {
+    test_checks++;
+    if (got != want) {
+        test_failures++;
+        fprintf(stderr, "%s:%d: %s returned %s, expected %s (%s)\n", file, line, expr,
+                mx_status_name((MxStatus)got), mx_status_name((MxStatus)want), mx_last_error());
+    }
+}
+
+int test_exit(void) {
+    fprintf(stderr, "%d checks, %d failed\n", test_checks, test_failures);
+    return test_failures ? 1 : 0;
+}
+
+static int mkdir_p(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0755) && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    }
+    return mkdir(buf, 0755) && errno != EEXIST ? -1 : 0;
+}
+
+const char *test_tmpdir(const char *tag) {
+    static char dir[4096];
+    static unsigned counter;
+    const char *root = getenv("MYRMEX_TMP");
+    if (!root || !*root) root = "/tmp/myrmex-test";
+    snprintf(dir, sizeof dir, "%s/%s-%d-%u", root, tag, (int)getpid(), counter++);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0 || mkdir_p(dir) != 0) {
+        fprintf(stderr, "cannot create scratch directory %s\n", dir);
+        exit(1);
+    }
+    return dir;
+}
+
+int test_write_file(const char *dir, const char *name, const void *data, size_t len) {
+    FILE *f = fopen(test_path(dir, name), "wb");
+    if (!f) return -1;
+    size_t n = fwrite(data, 1, len, f);
+    return (fclose(f) == 0 && n == len) ? 0 : -1;
+}
+
+const char *test_path(const char *dir, const char *name) {
+    static char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return path;
+}

@@ -1,0 +1,44 @@
+// A tiny test harness: CHECK macros that count failures, scratch directories, file helpers.
+// A test binary returns test_exit(): 0 when every check passed, 1 otherwise (77 = skipped).
+#ifndef MYRMEX_TEST_UTIL_H
+#define MYRMEX_TEST_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+extern int test_failures;
+extern int test_checks;
+
+#define CHECK(cond)                                                                           \
+    do {                                                                                      \
+        test_checks++;                                                                        \
+        if (!(cond)) {                                                                        \
+            test_failures++;                                                                  \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);          \
+        }                                                                                     \
+    } while (0)
+
+// Checks that status expression `got` equals `want`, printing both names and the detail.
+#define CHECK_STATUS(got, want) test_check_status((got), (want), __FILE__, __LINE__, #got)
+void test_check_status(int got, int want, const char *file, int line, const char *expr);
+
+// Runs a named test function and reports it.
+#define RUN(fn)                                                                               \
+    do {                                                                                      \
+        int before_ = test_failures;                                                          \
+        fn();                                                                                 \
+        fprintf(stderr, "%s %s\n", test_failures == before_ ? "ok  " : "FAIL", #fn);          \
+    } while (0)
+
+int test_exit(void);
+
+// A fresh, empty scratch directory under $MYRMEX_TMP (or /tmp), unique per call; the
+// returned string is static storage valid until the next call.
+const char *test_tmpdir(const char *tag);
+// Writes bytes to dir/name (creating or truncating); returns 0 on success.
+int test_write_file(const char *dir, const char *name, const void *data, size_t len);
+// Joins dir and name into a static buffer (valid until the next call).
+const char *test_path(const char *dir, const char *name);
+
+#endif
