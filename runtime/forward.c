@@ -1,0 +1,143 @@
+// The transformer forward over one varlen batch, written once against the Ops table.
+//
+//   h = embed(tokens)
+//   per layer:  x = rmsnorm(h)                    (fused: h += delta of the previous block)
+//               q,k,v = x Wq, x Wk, x Wv ; rope(q, k) ; write k,v to pages
+//               delta = attention(q, pages) Wo
+//               x = rmsnorm(h += delta)
+//               delta = (silu(x Wgate) * (x Wup)) Wdown
+//   x = final_norm(h += delta) ; logits = x[rows] Wlm
+#include <math.h>
+#include <string.h>
+
+#include "model.h"
+
+#define OPS_CALL(call, what)                                                                  \
+    do {                                                                                      \
+        int rc_ = (call);                                                                     \
+        if (rc_ != OPS_OK) return mx_fail(MX_ERR_OPS, "%s (%s backend, code %d)", what, m->ops->name, rc_); \
+    } while (0)
+
+// Checks what the ops cannot know: capacities, token ids, positions against the context.
+static MxStatus check_batch(const Model *m, const Batch *b) {
+    if (b->n_tokens <= 0 || b->n_tokens > m->opt.max_step_tokens || b->n_seqs <= 0 ||
+        b->n_seqs > m->opt.max_step_seqs || b->n_rows < 0 || b->n_rows > m->opt.max_logit_rows ||
+        b->n_kv_indices > m->max_kv_indices)
+        return mx_fail(MX_ERR_ARG, "batch of %d tokens, %d sequences, %d logit rows is over capacity", b->n_tokens,
+                       b->n_seqs, b->n_rows);
+    for (int t = 0; t < b->n_tokens; t++)
+        if (b->tokens[t] < 0 || b->tokens[t] >= m->cfg.vocab_size)
+            return mx_fail(MX_ERR_TOKEN, "token %d is not in [0, %d)", b->tokens[t], m->cfg.vocab_size);
+    for (int s = 0; s < b->n_seqs; s++)
+        if (b->ctx_len[s] > m->cfg.max_positions)
+            return mx_fail(MX_ERR_CONTEXT, "context of %d tokens, the model's limit is %d", b->ctx_len[s],
+                           m->cfg.max_positions);
+    for (int i = 0; i < b->n_kv_indices; i++)
+        if (b->kv_indices[i] < 0 || b->kv_indices[i] >= m->opt.kv_blocks)
+            return mx_fail(MX_ERR_ARG, "block id %d out of range", b->kv_indices[i]);
+    return MX_OK;
+}
+
+static MxStatus upload_batch(Model *m, const Batch *b) {
+    const Workspace *ws = &m->ws;
+    struct { void *dst; const void *src; size_t bytes; } copies[] = {
+        {ws->tokens, b->tokens, (size_t)b->n_tokens * sizeof(int32_t)},
+        {ws->positions, b->positions, (size_t)b->n_tokens * sizeof(int32_t)},
+        {ws->slots, b->slot_mapping, (size_t)b->n_tokens * sizeof(int64_t)},
+        {ws->q_start, b->q_start, ((size_t)b->n_seqs + 1) * sizeof(int32_t)},
+        {ws->ctx_len, b->ctx_len, (size_t)b->n_seqs * sizeof(int32_t)},
+        {ws->kv_indptr, b->kv_indptr, ((size_t)b->n_seqs + 1) * sizeof(int32_t)},
+        {ws->kv_indices, b->kv_indices, (size_t)b->n_kv_indices * sizeof(int32_t)},
+        {ws->rows, b->logits_rows, (size_t)b->n_rows * sizeof(int32_t)},
+    };
+    for (size_t i = 0; i < sizeof copies / sizeof *copies; i++)
+        if (copies[i].bytes && m->ops->upload(copies[i].dst, copies[i].src, copies[i].bytes, m->stream) != OPS_OK)
+            return mx_fail(MX_ERR_OPS, "uploading the batch");
+    return MX_OK;
+}
+
+static MxStatus gemm(Model *m, const void *x, Weight w, void *out, int rows, int n, int k) {
+    GemmParams p = {.x = x, .w = w.data, .w_dtype = w.dtype, .out = out, .m = rows, .n = n, .k = k};
+    OPS_CALL(m->ops->gemm(&p, m->stream), "gemm");
+    return MX_OK;
+}
+
+// x = rmsnorm(h + delta) with h updated in place; or x = rmsnorm(h) when delta is NULL.
+static MxStatus add_norm(Model *m, const void *delta, Weight w, int t) {
+    Workspace *ws = &m->ws;
+    RmsNormParams p = {.x = delta ? delta : ws->h, .residual = delta ? ws->h : NULL, .weight = w.data,
+                       .weight_dtype = w.dtype, .out = ws->x, .n_rows = t, .dim = m->cfg.hidden_size,
+                       .eps = m->cfg.rms_norm_eps};
+    OPS_CALL(m->ops->rmsnorm(&p, m->stream), "rmsnorm");
+    return MX_OK;
+}
+
+static MxStatus attention_block(Model *m, const Batch *b, int l) {
+    const ModelConfig *c = &m->cfg;
+    const LayerWeights *w = &m->w.layers[l];
+    Workspace *ws = &m->ws;
+    int t = b->n_tokens, d = c->hidden_size, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    MxStatus st;
+    if ((st = gemm(m, ws->x, w->wq, ws->q, t, qd, d)) || (st = gemm(m, ws->x, w->wk, ws->k, t, kvd, d)) ||
+        (st = gemm(m, ws->x, w->wv, ws->v, t, kvd, d)))
+        return st;
+
+    RopeParams rope = {.q = ws->q, .k = ws->k, .positions = ws->positions, .inv_freq = m->inv_freq, .n_tokens = t,
+                       .n_q_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim};
+    OPS_CALL(m->ops->rope(&rope, m->stream), "rope");
+    KvWriteParams kvw = {.k = ws->k, .v = ws->v, .k_cache = m->k_cache[l], .v_cache = m->v_cache[l],
+                         .slot_mapping = ws->slots, .n_tokens = t, .n_kv_heads = c->n_kv_heads,
+                         .head_dim = c->head_dim, .block_size = m->opt.block_size, .num_blocks = m->opt.kv_blocks};
+    OPS_CALL(m->ops->kv_write(&kvw, m->stream), "kv_write");
+    AttentionParams att = {.q = ws->q, .k_cache = m->k_cache[l], .v_cache = m->v_cache[l], .out = ws->attn,
+                           .q_start = ws->q_start, .ctx_len = ws->ctx_len, .kv_indptr = ws->kv_indptr,
+                           .kv_indices = ws->kv_indices, .n_seqs = b->n_seqs, .n_tokens = t,
+                           .n_q_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
+                           .block_size = m->opt.block_size, .num_blocks = m->opt.kv_blocks,
+                           .sliding_window = c->sliding_window, .scale = 1.0f / sqrtf((float)c->head_dim)};
+    OPS_CALL(m->ops->attention(&att, m->stream), "attention");
+    return gemm(m, ws->attn, w->wo, ws->delta, t, d, qd);
+}
+
+static MxStatus mlp_block(Model *m, int t, int l) {
+    const ModelConfig *c = &m->cfg;
+    const LayerWeights *w = &m->w.layers[l];
+    Workspace *ws = &m->ws;
+    MxStatus st;
+    if ((st = gemm(m, ws->x, w->w_gate, ws->gate, t, c->intermediate_size, c->hidden_size)) ||
+        (st = gemm(m, ws->x, w->w_up, ws->up, t, c->intermediate_size, c->hidden_size)))
+        return st;
+    SiluMulParams p = {.gate = ws->gate, .up = ws->up, .out = ws->act, .n_rows = t, .dim = c->intermediate_size,
+                       .in_stride = c->intermediate_size};
+    OPS_CALL(m->ops->silu_mul(&p, m->stream), "silu_mul");
+    return gemm(m, ws->act, w->w_down, ws->delta, t, c->hidden_size, c->intermediate_size);
+}
+
+MxStatus model_forward(Model *m, const Batch *b, float *logits) {
+    MxStatus st = check_batch(m, b);
+    if (st || (st = upload_batch(m, b))) return st;
+    const ModelConfig *c = &m->cfg;
+    Workspace *ws = &m->ws;
+    int t = b->n_tokens;
+
+    EmbeddingParams emb = {.tokens = ws->tokens, .table = m->w.embed.data, .table_dtype = m->w.embed.dtype,
+                           .out = ws->h, .n_tokens = t, .dim = c->hidden_size, .vocab = c->vocab_size};
+    OPS_CALL(m->ops->embedding(&emb, m->stream), "embedding");
+    for (int l = 0; l < c->n_layers; l++) {
+        const LayerWeights *w = &m->w.layers[l];
+        if ((st = add_norm(m, l ? ws->delta : NULL, w->attn_norm, t)) || (st = attention_block(m, b, l)) ||
+            (st = add_norm(m, ws->delta, w->mlp_norm, t)) || (st = mlp_block(m, t, l)))
+            return st;
+    }
+    if ((st = add_norm(m, ws->delta, m->w.final_norm, t))) return st;
+    if (b->n_rows == 0) return MX_OK;
+
+    LmHeadParams lm = {.hidden = ws->x, .rows = ws->rows, .w = m->w.lm_head.data, .w_dtype = m->w.lm_head.dtype,
+                       .logits = ws->logits, .n_rows = b->n_rows, .n_tokens = t, .dim = c->hidden_size,
+                       .vocab = c->vocab_size};
+    OPS_CALL(m->ops->lm_head(&lm, m->stream), "lm_head");
+    size_t bytes = (size_t)b->n_rows * (size_t)c->vocab_size * sizeof(float);
+    if (m->ops->download(logits, ws->logits, bytes, m->stream) != OPS_OK || m->ops->sync(m->stream) != OPS_OK)
+        return mx_fail(MX_ERR_OPS, "downloading logits");
+    return MX_OK;
+}

@@ -1,0 +1,139 @@
+// Loading a model onto a backend: config, weights, KV pages, workspace (see model.h).
+#include "model.h"
+
+#include <string.h>
+
+#include "alloc.h"
+
+ModelOptions model_options_default(void) {
+    return (ModelOptions){.block_size = 16, .kv_blocks = 0, .max_step_tokens = 512, .max_step_seqs = 64,
+                          .max_logit_rows = 64};
+}
+
+// Carves aligned sub-buffers out of one allocation: a first pass with base == NULL sizes it.
+typedef struct Carver {
+    char *base;
+    size_t used;
+} Carver;
+
+static void *carve(Carver *c, size_t bytes) {
+    c->used = (c->used + 255) & ~(size_t)255;
+    void *p = c->base ? c->base + c->used : NULL;
+    c->used += bytes;
+    return p;
+}
+
+static void workspace_layout(Carver *c, Workspace *ws, const Model *m) {
+    const ModelConfig *cfg = &m->cfg;
+    const ModelOptions *o = &m->opt;
+    size_t t = (size_t)o->max_step_tokens, a = dtype_size(m->ops->act_dtype);
+    size_t qd = (size_t)cfg->n_heads * cfg->head_dim, kvd = (size_t)cfg->n_kv_heads * cfg->head_dim;
+    ws->h = carve(c, t * (size_t)cfg->hidden_size * a);
+    ws->x = carve(c, t * (size_t)cfg->hidden_size * a);
+    ws->delta = carve(c, t * (size_t)cfg->hidden_size * a);
+    ws->q = carve(c, t * qd * a);
+    ws->k = carve(c, t * kvd * a);
+    ws->v = carve(c, t * kvd * a);
+    ws->attn = carve(c, t * qd * a);
+    ws->gate = carve(c, t * (size_t)cfg->intermediate_size * a);
+    ws->up = carve(c, t * (size_t)cfg->intermediate_size * a);
+    ws->act = carve(c, t * (size_t)cfg->intermediate_size * a);
+    ws->logits = carve(c, (size_t)o->max_logit_rows * (size_t)cfg->vocab_size * sizeof(float));
+    ws->tokens = carve(c, t * sizeof(int32_t));
+    ws->positions = carve(c, t * sizeof(int32_t));
+    ws->slots = carve(c, t * sizeof(int64_t));
+    ws->q_start = carve(c, ((size_t)o->max_step_seqs + 1) * sizeof(int32_t));
+    ws->ctx_len = carve(c, (size_t)o->max_step_seqs * sizeof(int32_t));
+    ws->kv_indptr = carve(c, ((size_t)o->max_step_seqs + 1) * sizeof(int32_t));
+    ws->kv_indices = carve(c, (size_t)m->max_kv_indices * sizeof(int32_t));
+    ws->rows = carve(c, (size_t)o->max_logit_rows * sizeof(int32_t));
+}
+
+static MxStatus check_options(const ModelOptions *o) {
+    if (o->block_size <= 0 || o->block_size > 1024) return mx_fail(MX_ERR_ARG, "block size %d not in [1, 1024]", o->block_size);
+    if (o->kv_blocks <= 0) return mx_fail(MX_ERR_ARG, "KV pool needs at least one block");
+    if (o->max_step_tokens <= 0 || o->max_step_seqs <= 0 || o->max_logit_rows <= 0)
+        return mx_fail(MX_ERR_ARG, "step capacities must be positive");
+    if ((int64_t)o->kv_blocks * o->block_size > INT32_MAX)
+        return mx_fail(MX_ERR_ARG, "KV pool of %d blocks x %d tokens is too large", o->kv_blocks, o->block_size);
+    return MX_OK;
+}
+
+static MxStatus alloc_kv(Model *m) {
+    const ModelConfig *c = &m->cfg;
+    uint64_t per_token;
+    MxStatus st = model_config_kv_bytes_per_token(c, dtype_size(m->ops->act_dtype), &per_token);
+    if (st) return st;
+    size_t layer_bytes = (size_t)m->opt.kv_blocks * (size_t)m->opt.block_size * (size_t)c->n_kv_heads *
+                         (size_t)c->head_dim * dtype_size(m->ops->act_dtype);
+    m->k_cache = mx_calloc((size_t)c->n_layers, sizeof *m->k_cache);
+    m->v_cache = mx_calloc((size_t)c->n_layers, sizeof *m->v_cache);
+    if (!m->k_cache || !m->v_cache) return mx_fail(MX_ERR_NOMEM, "KV cache tables");
+    for (int l = 0; l < c->n_layers; l++) {
+        m->k_cache[l] = m->ops->alloc(layer_bytes);
+        m->v_cache[l] = m->ops->alloc(layer_bytes);
+        if (!m->k_cache[l] || !m->v_cache[l])
+            return mx_fail(MX_ERR_NOMEM, "KV cache: %d blocks of %d tokens (%llu bytes per layer)", m->opt.kv_blocks,
+                           m->opt.block_size, (unsigned long long)layer_bytes * 2);
+    }
+    return MX_OK;
+}
+
+static MxStatus load_parts(Model *m, const char *dir) {
+    MxStatus st = weights_load(dir, &m->cfg, m->ops, m->stream, &m->w);
+    if (st) return st;
+    if ((st = block_pool_init(&m->pool, m->opt.kv_blocks)) || (st = alloc_kv(m))) return st;
+
+    // Each sequence of a step can reference at most the blocks of a full context.
+    int64_t max_kv = (int64_t)m->opt.max_step_seqs * blocks_for_tokens(m->cfg.max_positions, m->opt.block_size);
+    if (max_kv > m->opt.kv_blocks + (int64_t)m->opt.max_step_seqs) max_kv = m->opt.kv_blocks + m->opt.max_step_seqs;
+    m->max_kv_indices = (int)max_kv;
+
+    Carver sizer = {0};
+    workspace_layout(&sizer, &m->ws, m);
+    Carver real = {.base = m->ops->alloc(sizer.used)};
+    if (!real.base) return mx_fail(MX_ERR_NOMEM, "activation workspace of %zu bytes", sizer.used);
+    workspace_layout(&real, &m->ws, m);
+    m->ws.base = real.base;
+
+    int half = m->cfg.head_dim / 2;
+    float inv_freq[512];
+    model_config_rope_inv_freq(&m->cfg, inv_freq);
+    m->inv_freq = m->ops->alloc((size_t)half * sizeof(float));
+    if (!m->inv_freq) return mx_fail(MX_ERR_NOMEM, "rope table");
+    if (m->ops->upload(m->inv_freq, inv_freq, (size_t)half * sizeof(float), m->stream) != OPS_OK)
+        return mx_fail(MX_ERR_OPS, "uploading the rope table");
+    return MX_OK;
+}
+
+MxStatus model_load(const char *dir, const Ops *ops, const ModelOptions *opt, Model *m) {
+    memset(m, 0, sizeof *m);
+    MxStatus st = check_options(opt);
+    if (st) return st;
+    m->ops = ops;
+    m->opt = *opt;
+    if ((st = model_config_load(dir, &m->cfg))) {
+        memset(m, 0, sizeof *m);
+        return st;
+    }
+    if ((st = load_parts(m, dir))) model_free(m);
+    return st;
+}
+
+void model_free(Model *m) {
+    if (m->ops) {
+        for (int l = 0; m->k_cache && l < m->cfg.n_layers; l++) m->ops->free(m->k_cache[l]);
+        for (int l = 0; m->v_cache && l < m->cfg.n_layers; l++) m->ops->free(m->v_cache[l]);
+        m->ops->free(m->ws.base);
+        m->ops->free(m->inv_freq);
+    }
+    mx_free(m->k_cache);
+    mx_free(m->v_cache);
+    block_pool_destroy(&m->pool);
+    weights_free(&m->w);
+    memset(m, 0, sizeof *m);
+}
+
+MxStatus model_batch_init(const Model *m, Batch *b) {
+    return batch_init(b, m->opt.max_step_tokens, m->opt.max_step_seqs, m->max_kv_indices, m->opt.max_logit_rows);
+}
