@@ -149,8 +149,9 @@ static MxStatus parse_rope(const cJSON *root, ModelConfig *c) {
     c->rope_scaling = ROPE_SCALING_LLAMA3;
     if (get_double(s, "low_freq_factor", NAN, MX_ERR_CONFIG_ROPE_SCALING, &c->rope_low_freq_factor) ||
         get_double(s, "high_freq_factor", NAN, MX_ERR_CONFIG_ROPE_SCALING, &c->rope_high_freq_factor) ||
-        get_size(s, "original_max_position_embeddings", -1, MAX_POSITIONS, &c->rope_original_max_positions))
-        return mx_fail(MX_ERR_CONFIG_ROPE_SCALING, "llama3 needs low_freq_factor, high_freq_factor and "
+        get_size(s, "original_max_position_embeddings", c->max_positions, MAX_POSITIONS,
+                 &c->rope_original_max_positions)) // absent: max_position_embeddings, as transformers does
+        return mx_fail(MX_ERR_CONFIG_ROPE_SCALING, "llama3 needs low_freq_factor, high_freq_factor and a positive "
                                                    "original_max_position_embeddings");
     if (isnan(c->rope_low_freq_factor) || isnan(c->rope_high_freq_factor) ||
         c->rope_high_freq_factor <= c->rope_low_freq_factor)
