@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what myrmex needs to build and test, with apt-get, when it is missing.
+# Sourced by scripts/demo.sh and scripts/test.sh; safe to run on its own.
+set -euo pipefail
+
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+command -v cc >/dev/null || need+=(build-essential)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v git >/dev/null || need+=(git)
+[ -f /usr/include/cjson/cJSON.h ] || need+=(libcjson-dev)
+# The ASan/UBSan build links libasan/libubsan, which ship with gcc's build-essential.
+
+if [ ${#need[@]} -gt 0 ]; then
+    echo "myrmex setup: installing ${need[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+fi
+
+# cmake >= 3.25 is required (Debian 12 ships 3.25.1).
+ver=$(cmake --version | head -1 | awk '{print $3}')
+if [ "$(printf '%s\n3.25\n' "$ver" | sort -V | head -1)" != "3.25" ]; then
+    echo "myrmex setup: cmake $ver is too old; 3.25 or newer is needed" >&2
+    exit 1
+fi

@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# End-to-end tests of the myrmex command line: dispatch, help, usage errors (exit 2),
+# runtime errors (exit 1), make-model -> inspect, determinism, sharding, --force.
+#
+# usage: test_cli.sh MYRMEX_BINARY FIXTURES_DIR   (scratch files under $MYRMEX_TMP or mktemp)
+set -euo pipefail
+
+MYRMEX=${1:?usage: test_cli.sh MYRMEX_BINARY FIXTURES_DIR}
+FIXTURES=${2:-}
+if [[ -n "${MYRMEX_TMP:-}" ]]; then
+    mkdir -p "$MYRMEX_TMP"
+    SCRATCH=$(mktemp -d "$MYRMEX_TMP/cli-XXXXXX")
+else
+    SCRATCH=$(mktemp -d)
+fi
+trap 'rm -rf "$SCRATCH"' EXIT
+
+failures=0
+checks=0
+OUT=$SCRATCH/stdout
+ERR=$SCRATCH/stderr
+
+fail() {
+    echo "FAIL: $*" >&2
+    echo "  stdout: $(head -c 600 "$OUT")" >&2
+    echo "  stderr: $(head -c 600 "$ERR")" >&2
+    failures=$((failures + 1))
+}
+
+# expect RC CMD...: runs myrmex CMD..., checks its exit status; stdout/stderr kept in $OUT/$ERR.
+# Always returns 0 (set -e), so `expect ... && grep_in ...` still checks the output.
+expect() {
+    local want=$1
+    shift
+    checks=$((checks + 1))
+    local rc=0
+    "$MYRMEX" "$@" >"$OUT" 2>"$ERR" || rc=$?
+    if [[ $rc -ne $want ]]; then
+        fail "myrmex $* exited $rc, expected $want"
+    fi
+    return 0
+}
+
+# grep_in FILE PATTERN: a fixed string the last command printed.
+grep_in() {
+    checks=$((checks + 1))
+    if ! grep -qF -- "$2" "$1"; then
+        fail "expected '$2' in $(basename "$1")"
+    fi
+}
+
+# usage_error MESSAGE CMD...: exit 2, nothing on stdout, the message on stderr.
+usage_error() {
+    local msg=$1
+    shift
+    expect 2 "$@"
+    grep_in "$ERR" "$msg"
+    checks=$((checks + 1))
+    [[ ! -s $OUT ]] || fail "myrmex $* printed to stdout on a usage error"
+}
+
+# --- dispatch and help ----------------------------------------------------------------------
+expect 0 --help && grep_in "$OUT" "make-model"
+expect 0 help && grep_in "$OUT" "inspect"
+expect 0 -h && grep_in "$OUT" "generate"
+expect 2 && grep_in "$ERR" "usage: myrmex <command>"
+usage_error "unknown command 'frobnicate'" frobnicate
+usage_error "did you mean 'inspect'" inspcet
+usage_error "unknown command 'nope'" help nope
+expect 0 version && grep_in "$OUT" "myrmex "
+expect 0 --version && grep_in "$OUT" "myrmex "
+for cmd in generate make-model inspect version; do
+    expect 0 "$cmd" --help && grep_in "$OUT" "usage: myrmex $cmd"
+    expect 0 "$cmd" -h && grep_in "$OUT" "--help"
+    expect 0 help "$cmd" && grep_in "$OUT" "usage: myrmex $cmd"
+done
+usage_error "unexpected argument 'extra'" version extra
+
+# --- make-model usage errors ----------------------------------------------------------------
+M=$SCRATCH/never
+usage_error "missing argument" make-model
+usage_error "too many arguments" make-model "$M" "$M.2"
+usage_error "unknown option '--bogus'" make-model "$M" --bogus
+usage_error "did you mean --layers?" make-model "$M" --layer 2
+usage_error "invalid value 'abc' for --layers" make-model "$M" --layers abc
+usage_error "invalid value '2x' for --layers" make-model "$M" --layers 2x
+usage_error "--layers must be in [1, 4096], got -1" make-model "$M" --layers -1
+usage_error "--layers must be in [1, 4096], got 0" make-model "$M" --layers=0
+usage_error "out of range" make-model "$M" --hidden 99999999999
+usage_error "option --layers needs a value" make-model "$M" --layers
+usage_error "--heads 3 does not divide --hidden 64" make-model "$M" --heads 3 --hidden 64
+usage_error "--kv-heads 3 does not divide --heads 4" make-model "$M" --kv-heads 3
+usage_error "must be even" make-model "$M" --head-dim 15
+usage_error "--shards must be in [1, 21]" make-model "$M" --shards 22
+usage_error "--shards must be in [1, 21]" make-model "$M" --shards 0
+usage_error "unknown preset 'huge'" make-model "$M" --preset huge
+usage_error "unknown --dtype 'f8'" make-model "$M" --dtype f8
+usage_error "unknown --arch 'gpt2'" make-model "$M" --arch gpt2
+usage_error "expected a finite number" make-model "$M" --rope-theta nan
+usage_error "expected a finite number" make-model "$M" --rope-theta inf
+usage_error "invalid --rope-scaling 'cubic:2'" make-model "$M" --rope-scaling cubic:2
+usage_error "invalid --rope-scaling 'linear:0'" make-model "$M" --rope-scaling linear:0
+usage_error "--sliding-window needs --arch mistral" make-model "$M" --sliding-window 64
+usage_error "option --tie takes no value" make-model "$M" --tie=yes
+usage_error "--tie and --no-tie exclude each other" make-model "$M" --tie --no-tie
+checks=$((checks + 1))
+[[ ! -e $M ]] || fail "a usage error created $M"
+
+# --- make-model -> inspect ------------------------------------------------------------------
+A=$SCRATCH/tiny-a
+expect 0 make-model "$A" --preset tiny --seed 42 && grep_in "$OUT" "131,392"
+for f in config.json model.safetensors; do
+    checks=$((checks + 1))
+    [[ -s $A/$f ]] || fail "make-model did not write $f"
+done
+grep_in "$A/config.json" '"LlamaForCausalLM"'
+grep_in "$A/config.json" '"torch_dtype":	"bfloat16"'
+expect 0 inspect "$A"
+grep_in "$OUT" "LlamaForCausalLM"
+grep_in "$OUT" "model.layers.1.mlp.down_proj.weight"
+grep_in "$OUT" "[256, 64]"
+grep_in "$OUT" "21 tensors, 131392 parameters"
+grep_in "$OUT" "KV cache per token"
+expect 0 inspect "$A" --json
+if command -v python3 >/dev/null; then
+    checks=$((checks + 1))
+    python3 - "$OUT" <<'EOF' || fail "inspect --json output"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["totals"] == {"tensors": 21, "files": 1, "parameters": 131392, "bytes": 262784}, d["totals"]
+assert d["config"]["num_key_value_heads"] == 2 and d["config"]["head_dim"] == 16
+assert d["memory"]["kv_bytes_per_token_bf16"] == 2 * 2 * 2 * 16 * 2  # K,V x layers x kv heads x Dh x 2 B
+assert d["memory"]["kv_bytes_max_positions_f32"] == 512 * 2 * 2 * 2 * 16 * 4
+assert len(d["tensors"]) == 21
+EOF
+fi
+
+# Same seed, same bytes; another seed, other bytes.
+B=$SCRATCH/tiny-b
+expect 0 make-model "$B" --seed 42
+for f in config.json model.safetensors; do
+    checks=$((checks + 1))
+    cmp -s "$A/$f" "$B/$f" || fail "same seed, different $f"
+done
+C=$SCRATCH/tiny-c
+expect 0 make-model "$C" --seed 43
+checks=$((checks + 1))
+! cmp -s "$A/model.safetensors" "$C/model.safetensors" || fail "seeds 42 and 43 gave the same weights"
+
+# The safetensors layout, read independently of the C reader.
+if command -v python3 >/dev/null; then
+    checks=$((checks + 1))
+    python3 - "$A/model.safetensors" <<'EOF' || fail "safetensors layout"
+import json, os, struct, sys
+path = sys.argv[1]
+data = open(path, "rb").read()
+n = struct.unpack("<Q", data[:8])[0]
+assert n % 8 == 0, n
+header = json.loads(data[8:8 + n])
+assert header.pop("__metadata__") == {"format": "pt"}
+end = 0
+for name, t in header.items():  # insertion order = file order
+    b, e = t["data_offsets"]
+    assert b == end, (name, b, end)
+    size = {"BF16": 2, "F16": 2, "F32": 4}[t["dtype"]]
+    for d in t["shape"]:
+        size *= d
+    assert e - b == size, name
+    end = e
+assert 8 + n + end == os.path.getsize(path)
+assert list(header)[0] == "model.embed_tokens.weight" and list(header)[-1] == "lm_head.weight"
+EOF
+fi
+
+# --- non-empty directory --------------------------------------------------------------------
+expect 1 make-model "$A" --seed 1 && grep_in "$ERR" "is not empty (use --force"
+checks=$((checks + 1))
+cmp -s "$A/model.safetensors" "$B/model.safetensors" || fail "a refused make-model changed the files"
+D=$SCRATCH/other
+mkdir -p "$D" && echo hello >"$D/notes.txt"
+expect 1 make-model "$D" && grep_in "$ERR" "myrmex make-model: error:"
+expect 0 make-model "$D" --force
+checks=$((checks + 1))
+[[ -f $D/notes.txt && -f $D/model.safetensors ]] || fail "--force lost a file or wrote none"
+expect 1 make-model "$D/notes.txt" && grep_in "$ERR" "myrmex make-model: error:"
+
+# --- shards ---------------------------------------------------------------------------------
+S=$SCRATCH/sharded
+expect 0 make-model "$S" --seed 42 --shards 3
+for f in model.safetensors.index.json model-00001-of-00003.safetensors model-00002-of-00003.safetensors \
+    model-00003-of-00003.safetensors; do
+    checks=$((checks + 1))
+    [[ -s $S/$f ]] || fail "--shards 3 did not write $f"
+done
+checks=$((checks + 1))
+[[ ! -e $S/model.safetensors ]] || fail "--shards 3 also wrote model.safetensors"
+grep_in "$S/model.safetensors.index.json" '"total_size":	262784'
+grep_in "$S/model.safetensors.index.json" '"lm_head.weight":	"model-00003-of-00003.safetensors"'
+expect 0 inspect "$S" && grep_in "$OUT" "21 in 3 files"
+# Sharding changes the files, not the tensors: inspect sees the same table.
+"$MYRMEX" inspect "$A" --json | grep -v '"file"\|"dir"\|"files"' >"$SCRATCH/a.json"
+"$MYRMEX" inspect "$S" --json | grep -v '"file"\|"dir"\|"files"' >"$SCRATCH/s.json"
+checks=$((checks + 1))
+cmp -s "$SCRATCH/a.json" "$SCRATCH/s.json" || fail "sharded and single-file models differ"
+# --force over a sharded model with a single file removes the stale index and shards.
+expect 0 make-model "$S" --seed 42 --force
+checks=$((checks + 1))
+[[ ! -e $S/model.safetensors.index.json && ! -e $S/model-00001-of-00003.safetensors ]] ||
+    fail "--force left the old shards behind"
+checks=$((checks + 1))
+cmp -s "$A/model.safetensors" "$S/model.safetensors" || fail "--force rewrite differs"
+
+# --- other shapes ---------------------------------------------------------------------------
+X=$SCRATCH/mistral
+expect 0 make-model "$X" --arch mistral --sliding-window 128 --rope-scaling llama3:8 --dtype f16 --tie \
+    --layers 1 --vocab 300
+grep_in "$X/config.json" '"MistralForCausalLM"'
+grep_in "$X/config.json" '"sliding_window":	128'
+grep_in "$X/config.json" '"rope_type":	"llama3"'
+expect 0 inspect "$X"
+grep_in "$OUT" "MistralForCausalLM"
+grep_in "$OUT" "llama3, factor 8"
+grep_in "$OUT" "F16"
+checks=$((checks + 1))
+! grep -q "lm_head" "$OUT" || fail "--tie still wrote lm_head.weight"
+L=$SCRATCH/linear
+expect 0 make-model "$L" --preset small --rope-scaling linear:2 --dtype f32 --hidden 128 --heads 4 --kv-heads 4
+expect 0 inspect "$L" && grep_in "$OUT" "linear, factor 2"
+grep_in "$OUT" "heads 4, kv heads 4, head_dim 32"
+
+# --- inspect errors -------------------------------------------------------------------------
+usage_error "missing argument" inspect
+usage_error "unknown option '--yaml'" inspect "$A" --yaml
+expect 1 inspect "$SCRATCH/does-not-exist" && grep_in "$ERR" "myrmex inspect: error:"
+E=$SCRATCH/no-weights
+mkdir -p "$E" && cp "$A/config.json" "$E/"
+expect 1 inspect "$E" && grep_in "$ERR" "myrmex inspect: error:"
+T=$SCRATCH/truncated
+mkdir -p "$T" && cp "$A/config.json" "$T/" && head -c 1000 "$A/model.safetensors" >"$T/model.safetensors"
+expect 1 inspect "$T" && grep_in "$ERR" "myrmex inspect: error:"
+
+# Fixtures written by Hugging Face tools, when present.
+if [[ -n $FIXTURES && -d $FIXTURES ]]; then
+    for dir in "$FIXTURES"/*/; do
+        [[ -f $dir/config.json ]] || continue
+        expect 0 inspect "$dir"
+    done
+fi
+
+echo "test_cli: $checks checks, $failures failed" >&2
+[[ $failures -eq 0 ]]

@@ -1,0 +1,944 @@
+// Tests of ops_ref, the plain-C reference backend, against naive double-precision
+// implementations written here (dense, unpaged, one loop per formula).
+//
+// Every op has a declarative case table with odd shapes; inputs come from a seeded RNG;
+// outputs are poisoned with NaN before the op so an element the op forgot to write fails;
+// every element is checked (NaN/Inf first, then against a tolerance stated with its
+// reason). Then each op's argument validation: every bad-argument case must return
+// OPS_ERR_ARG and leave all outputs untouched.
+//
+// u = 2^-24 below is the unit roundoff of f32.
+#include <complex.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "dtype.h"
+#include "kernels.h"
+#include "test_util.h"
+
+#define U_F32 (1.0 / 16777216.0)
+#define NOT_TOUCHED 12345.0f // sentinel for buffers an op must not write
+
+// ---- helpers: RNG, buffers, comparison ----------------------------------------------------
+
+static uint64_t rng_state;
+
+static void rng_seed(uint64_t seed) { rng_state = seed * 0x9e3779b97f4a7c15ull + 1; }
+
+static uint64_t rng_next(void) { // splitmix64
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static float rng_float(float lo, float hi) {
+    return lo + (hi - lo) * (float)((double)(rng_next() >> 40) / 16777216.0);
+}
+
+static int rng_int(int lo, int hi) { return lo + (int)(rng_next() % (uint64_t)(hi - lo + 1)); }
+
+static void shuffle(int32_t *a, int n) {
+    for (int i = n - 1; i > 0; i--) {
+        int j = rng_int(0, i);
+        int32_t tmp = a[i];
+        a[i] = a[j];
+        a[j] = tmp;
+    }
+}
+
+static void *xmalloc(size_t bytes) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+static float *filled(size_t n, float value) {
+    float *p = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = value;
+    return p;
+}
+
+static float *random_f32(size_t n, float lo, float hi) {
+    float *p = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = rng_float(lo, hi);
+    return p;
+}
+
+// Random weights stored in dtype t, and `exact`: the same values as f32 (exactly).
+typedef struct Weights {
+    void *data;
+    float *exact;
+} Weights;
+
+static Weights random_weights(DType t, size_t n, float lo, float hi) {
+    Weights w = {xmalloc(n * dtype_size(t)), xmalloc(n * sizeof(float))};
+    for (size_t i = 0; i < n; i++) {
+        float v = rng_float(lo, hi);
+        if (t == DT_F32) ((float *)w.data)[i] = v;
+        if (t == DT_F16) ((uint16_t *)w.data)[i] = f32_to_f16(v);
+        if (t == DT_BF16) ((uint16_t *)w.data)[i] = f32_to_bf16(v);
+        w.exact[i] = dtype_load(w.data, t, i);
+    }
+    return w;
+}
+
+static void free_weights(Weights w) {
+    free(w.data);
+    free(w.exact);
+}
+
+// Every got[i] must be finite and within tol[i] of ref[i]. Prints the first few misses.
+static void expect_close(const char *what, const float *got, const double *ref,
+                         const double *tol, size_t n) {
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool ok = isfinite(got[i]) && fabs((double)got[i] - ref[i]) <= tol[i];
+        if (!ok && bad++ < 5)
+            fprintf(stderr, "  %s: element %zu = %.9g, want %.9g (tol %.3g)\n", what, i,
+                    (double)got[i], ref[i], tol[i]);
+    }
+    if (bad) fprintf(stderr, "  %s: %zu of %zu elements wrong\n", what, bad, n);
+    CHECK(bad == 0);
+}
+
+static bool all_equal(const float *a, float value, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &value, sizeof value) != 0) return false;
+    return true;
+}
+
+// ---- memory ops and the table -------------------------------------------------------------
+
+static void test_table_and_memory(void) {
+    CHECK(strcmp(ops_ref.name, "ref") == 0);
+    CHECK(ops_ref.act_dtype == DT_F32);
+    CHECK(ops_ref.host_memory);
+    CHECK(ops_ref_threads() >= 1);
+    void *z = ops_ref.alloc(0);
+    CHECK(z != NULL);
+    ops_ref.free(z);
+    ops_ref.free(NULL);
+
+    char src[100], back[100];
+    for (int i = 0; i < 100; i++) src[i] = (char)i;
+    char *dev = ops_ref.alloc(sizeof src);
+    CHECK(dev != NULL && (uintptr_t)dev % 64 == 0);
+    CHECK(ops_ref.upload(dev, src, sizeof src, NULL) == OPS_OK);
+    CHECK(ops_ref.download(back, dev, sizeof back, NULL) == OPS_OK);
+    CHECK(memcmp(src, back, sizeof src) == 0);
+    CHECK(ops_ref.upload(NULL, src, 1, NULL) == OPS_ERR_ARG);
+    CHECK(ops_ref.download(back, NULL, 1, NULL) == OPS_ERR_ARG);
+    CHECK(ops_ref.upload(NULL, NULL, 0, NULL) == OPS_OK);
+    CHECK(ops_ref.sync(NULL) == OPS_OK);
+    ops_ref.free(dev);
+    CHECK(ops_ref.alloc(SIZE_MAX) == NULL);
+}
+
+// ---- embedding ----------------------------------------------------------------------------
+
+static void test_embedding(void) {
+    static const struct { int T, D, V; DType dt; } cases[] = {
+        {17, 12, 97, DT_F32}, {1, 64, 5, DT_BF16}, {300, 128, 1000, DT_F16}, {54, 1, 1, DT_BF16},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int T = cases[c].T, D = cases[c].D, V = cases[c].V;
+        rng_seed(100 + c);
+        Weights table = random_weights(cases[c].dt, (size_t)V * D, -2, 2);
+        int32_t *tokens = xmalloc((size_t)T * sizeof *tokens);
+        for (int t = 0; t < T; t++) tokens[t] = rng_int(0, V - 1);
+        float *out = filled((size_t)T * D, NAN);
+        EmbeddingParams p = {tokens, table.data, cases[c].dt, out, T, D, V};
+        CHECK(ops_ref.embedding(&p, NULL) == OPS_OK);
+        // a conversion to f32 is exact: demand equality
+        size_t bad = 0;
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < D; j++)
+                bad += out[(size_t)t * D + j] != table.exact[(size_t)tokens[t] * D + j];
+        CHECK(bad == 0);
+        free_weights(table);
+        free(tokens);
+        free(out);
+    }
+
+    // Every f16 and bf16 bit pattern (inf, NaN, subnormals included) converts exactly as
+    // dtype.h does: the backend's fast row conversion is checked bit for bit.
+    for (DType dt = DT_F16; dt <= DT_BF16; dt++) {
+        enum { V = 1024, D = 64 };
+        uint16_t *table = xmalloc((size_t)V * D * sizeof *table);
+        for (int i = 0; i < V * D; i++) table[i] = (uint16_t)i;
+        int32_t tokens[V];
+        for (int t = 0; t < V; t++) tokens[t] = t;
+        shuffle(tokens, V);
+        float *out = filled((size_t)V * D, NAN);
+        EmbeddingParams p = {tokens, table, dt, out, V, D, V};
+        CHECK(ops_ref.embedding(&p, NULL) == OPS_OK);
+        size_t bad = 0;
+        for (int t = 0; t < V; t++)
+            for (int j = 0; j < D; j++) {
+                uint16_t h = table[tokens[t] * D + j];
+                float want = dt == DT_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+                bad += f32_to_bits(out[t * D + j]) != f32_to_bits(want);
+            }
+        CHECK(bad == 0);
+        free(table);
+        free(out);
+    }
+}
+
+// ---- rmsnorm ------------------------------------------------------------------------------
+
+static void test_rmsnorm(void) {
+    static const struct { int T, D; bool residual, out_is_x; DType dt; float amp, eps; } cases[] = {
+        {17, 12, true, false, DT_F32, 2, 1e-5f},
+        {1, 4096, false, false, DT_BF16, 2, 1e-6f},
+        {54, 97, true, true, DT_F16, 2, 1e-5f},
+        {300, 768, true, false, DT_BF16, 2, 1e-5f},
+        {3, 1, false, true, DT_F32, 2, 1e-5f},
+        // small inputs and a large eps: a misplaced eps changes the result by far more than
+        // the tolerance
+        {19, 64, false, false, DT_F32, 0.1f, 1e-2f},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int T = cases[c].T, D = cases[c].D;
+        const size_t n = (size_t)T * D;
+        rng_seed(200 + c);
+        float amp = cases[c].amp;
+        float *x = random_f32(n, -amp, amp);
+        float *res0 = random_f32(n, -amp, amp);
+        float *res = xmalloc(n * sizeof(float));
+        memcpy(res, res0, n * sizeof(float));
+        Weights w = random_weights(cases[c].dt, (size_t)D, 0.5f, 1.5f);
+
+        // the residual add is defined in f32; the norm reads the f32 sum
+        double *ref = xmalloc(n * sizeof(double)), *tol = xmalloc(n * sizeof(double));
+        float *h = xmalloc(n * sizeof(float));
+        for (size_t i = 0; i < n; i++) h[i] = cases[c].residual ? res0[i] + x[i] : x[i];
+        for (int t = 0; t < T; t++) {
+            double ss = 0;
+            for (int j = 0; j < D; j++) ss += (double)h[(size_t)t * D + j] * h[(size_t)t * D + j];
+            double inv = 1.0 / sqrt(ss / D + cases[c].eps);
+            for (int j = 0; j < D; j++) {
+                size_t i = (size_t)t * D + j;
+                ref[i] = w.exact[j] * (h[i] * inv);
+                // f32 sum of D squares: relative error <= D*u (any order); the square root
+                // halves it; the square, mean, rsqrt and two products add a few u
+                tol[i] = (0.5 * D + 8) * U_F32 * fabs(ref[i]);
+            }
+        }
+
+        float *out = cases[c].out_is_x ? x : filled(n, NAN);
+        RmsNormParams p = {x, cases[c].residual ? res : NULL, w.data, cases[c].dt, out, T, D,
+                           cases[c].eps};
+        CHECK(ops_ref.rmsnorm(&p, NULL) == OPS_OK);
+        expect_close("rmsnorm", out, ref, tol, n);
+        if (cases[c].residual) CHECK(memcmp(res, h, n * sizeof(float)) == 0);
+        else CHECK(memcmp(res, res0, n * sizeof(float)) == 0);
+
+        if (out != x) free(out);
+        free(x);
+        free(res0);
+        free(res);
+        free(h);
+        free(ref);
+        free(tol);
+        free_weights(w);
+    }
+}
+
+// ---- gemm and lm_head ---------------------------------------------------------------------
+
+// ref[r, n] = sum_k x[rows[r], k] * w[n, k] in double; tol = (K + 1) * u * sum |x w|, the
+// worst-case bound for an f32 dot product of K terms in any summation order (with or
+// without FMA), so every correct f32 implementation passes and a wrong term does not.
+static void gemm_reference(const float *x, const int32_t *rows, int m, const float *w, int n,
+                           int k, double *ref, double *tol) {
+    for (int r = 0; r < m; r++) {
+        const float *xr = x + (size_t)(rows ? rows[r] : r) * k;
+        for (int j = 0; j < n; j++) {
+            double s = 0, a = 0;
+            for (int i = 0; i < k; i++) {
+                double prod = (double)xr[i] * w[(size_t)j * k + i];
+                s += prod;
+                a += fabs(prod);
+            }
+            ref[(size_t)r * n + j] = s;
+            tol[(size_t)r * n + j] = (k + 1) * U_F32 * a;
+        }
+    }
+}
+
+static void test_gemm(void) {
+    static const struct { int M, N, K; DType dt; } cases[] = {
+        {1, 1, 1, DT_F32},       {17, 33, 97, DT_BF16},  {54, 130, 64, DT_F16},
+        {300, 67, 128, DT_BF16}, {3, 1000, 768, DT_F32}, {1, 2048, 300, DT_F16},
+        {65, 17, 1, DT_BF16},    {129, 40, 33, DT_F32},  {0, 5, 7, DT_F16},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int M = cases[c].M, N = cases[c].N, K = cases[c].K;
+        rng_seed(300 + c);
+        float *x = random_f32((size_t)M * K, -1, 1);
+        Weights w = random_weights(cases[c].dt, (size_t)N * K, -1, 1);
+        double *ref = xmalloc((size_t)M * N * sizeof(double));
+        double *tol = xmalloc((size_t)M * N * sizeof(double));
+        gemm_reference(x, NULL, M, w.exact, N, K, ref, tol);
+        float *out = filled((size_t)M * N, NAN);
+        GemmParams p = {x, w.data, cases[c].dt, out, M, N, K};
+        CHECK(ops_ref.gemm(&p, NULL) == OPS_OK);
+        expect_close(dtype_name(cases[c].dt), out, ref, tol, (size_t)M * N);
+
+        // the result does not depend on the thread count: rerun on 3 threads and on 1
+        int saved = omp_get_max_threads();
+        for (int threads = 3; threads >= 1; threads -= 2) {
+            float *again = filled((size_t)M * N, NAN);
+            p.out = again;
+            omp_set_num_threads(threads);
+            CHECK(ops_ref.gemm(&p, NULL) == OPS_OK);
+            CHECK(memcmp(again, out, (size_t)M * N * sizeof(float)) == 0);
+            free(again);
+        }
+        omp_set_num_threads(saved);
+        free(x);
+        free(out);
+        free(ref);
+        free(tol);
+        free_weights(w);
+    }
+}
+
+static void test_lm_head(void) {
+    static const struct { int R, T, D, V; DType dt; } cases[] = {
+        {17, 54, 64, 1000, DT_BF16}, {1, 1, 12, 97, DT_F16}, {5, 300, 128, 50, DT_F32},
+        {0, 3, 8, 9, DT_BF16},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int R = cases[c].R, T = cases[c].T, D = cases[c].D, V = cases[c].V;
+        rng_seed(400 + c);
+        float *hidden = random_f32((size_t)T * D, -1, 1);
+        Weights w = random_weights(cases[c].dt, (size_t)V * D, -1, 1);
+        int32_t *rows = xmalloc((size_t)R * sizeof *rows);
+        for (int r = 0; r < R; r++) rows[r] = rng_int(0, T - 1); // duplicates allowed
+        if (R > 1) rows[R - 1] = T - 1;
+        double *ref = xmalloc((size_t)R * V * sizeof(double));
+        double *tol = xmalloc((size_t)R * V * sizeof(double));
+        gemm_reference(hidden, rows, R, w.exact, V, D, ref, tol); // tolerance as for gemm
+        float *logits = filled((size_t)R * V, NAN);
+        LmHeadParams p = {hidden, rows, w.data, cases[c].dt, logits, R, T, D, V};
+        CHECK(ops_ref.lm_head(&p, NULL) == OPS_OK);
+        expect_close("lm_head", logits, ref, tol, (size_t)R * V);
+        free(hidden);
+        free(rows);
+        free(ref);
+        free(tol);
+        free(logits);
+        free_weights(w);
+    }
+}
+
+// ---- rope ---------------------------------------------------------------------------------
+
+static void test_rope(void) {
+    static const struct { int T, Hq, Hkv, Dh, max_pos; float base; } cases[] = {
+        {17, 4, 1, 8, 4096, 10000}, {1, 8, 8, 128, 100000, 500000}, {54, 12, 4, 12, 2048, 10000},
+        {300, 8, 2, 64, 300, 10000}, {5, 2, 1, 2, 7, 10000},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int T = cases[c].T, Hq = cases[c].Hq, Hkv = cases[c].Hkv, Dh = cases[c].Dh;
+        const int half = Dh / 2;
+        rng_seed(500 + c);
+        float *inv_freq = xmalloc((size_t)half * sizeof(float));
+        for (int i = 0; i < half; i++) inv_freq[i] = 1.0f / powf(cases[c].base, (float)(2 * i) / Dh);
+        int32_t *pos = xmalloc((size_t)T * sizeof *pos);
+        for (int t = 0; t < T; t++) pos[t] = t == 0 ? 0 : rng_int(0, cases[c].max_pos);
+        const size_t nq = (size_t)T * Hq * Dh, nk = (size_t)T * Hkv * Dh;
+        float *q0 = random_f32(nq, -2, 2), *k0 = random_f32(nk, -2, 2);
+        float *q = xmalloc(nq * sizeof(float)), *k = xmalloc(nk * sizeof(float));
+        memcpy(q, q0, nq * sizeof(float));
+        memcpy(k, k0, nk * sizeof(float));
+        RopeParams p = {q, k, pos, inv_freq, T, Hq, Hkv, Dh};
+        CHECK(ops_ref.rope(&p, NULL) == OPS_OK);
+
+        // Independent formula: the pair (x[i], x[i + Dh/2]) is the complex number
+        // x[i] + i x[i + Dh/2], multiplied by e^(i angle). The angle is the f32 product
+        // (the spec rounds it like PyTorch), then everything is double. Tolerance: cosf and
+        // sinf are within an ulp, and two products and a sum add a rounding each, so
+        // 4u * (|x0| + |x1|) bounds the f32 error.
+        for (int which = 0; which < 2; which++) {
+            const int H = which ? Hkv : Hq;
+            const float *in = which ? k0 : q0, *got = which ? k : q;
+            const size_t n = which ? nk : nq;
+            double *ref = xmalloc(n * sizeof(double)), *tol = xmalloc(n * sizeof(double));
+            for (int t = 0; t < T; t++)
+                for (int h = 0; h < H; h++)
+                    for (int i = 0; i < half; i++) {
+                        size_t a = ((size_t)t * H + h) * Dh + i, b = a + half;
+                        double angle = (float)pos[t] * inv_freq[i];
+                        double complex z = (in[a] + in[b] * I) * cexp(angle * I);
+                        ref[a] = creal(z);
+                        ref[b] = cimag(z);
+                        tol[a] = tol[b] = 4 * U_F32 * (fabs(in[a]) + fabs(in[b]));
+                    }
+            expect_close(which ? "rope k" : "rope q", got, ref, tol, n);
+            free(ref);
+            free(tol);
+        }
+        // position 0 (token 0) is the identity, bit for bit
+        CHECK(memcmp(q, q0, (size_t)Hq * Dh * sizeof(float)) == 0);
+        CHECK(memcmp(k, k0, (size_t)Hkv * Dh * sizeof(float)) == 0);
+        free(inv_freq);
+        free(pos);
+        free(q0);
+        free(k0);
+        free(q);
+        free(k);
+    }
+}
+
+// ---- silu_mul -----------------------------------------------------------------------------
+
+static void test_silu_mul(void) {
+    static const struct { int T, dim, extra; } cases[] = {{17, 12, 12}, {1, 2048, 0}, {300, 97, 5}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        // gate and up side by side in one [T, stride] buffer, stride = 2I + extra
+        const int T = cases[c].T, Di = cases[c].dim, stride = 2 * Di + cases[c].extra;
+        rng_seed(600 + c);
+        float *gu = random_f32((size_t)T * stride, -8, 8);
+        gu[0] = -100; // exp overflows to inf: silu is -0, not NaN
+        gu[1 % Di] = 100;
+        gu[2 % Di] = 0;
+        double *ref = xmalloc((size_t)T * Di * sizeof(double));
+        double *tol = xmalloc((size_t)T * Di * sizeof(double));
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < Di; j++) {
+                double g = gu[(size_t)t * stride + j], u = gu[(size_t)t * stride + Di + j];
+                size_t i = (size_t)t * Di + j;
+                ref[i] = g / (1 + exp(-g)) * u;
+                // expf within an ulp, then a sum, a quotient and a product: 6u relative;
+                // plus the f32 subnormal range where silu(-100) underflows
+                tol[i] = 6 * U_F32 * fabs(ref[i]) + 1e-37;
+            }
+        float *out = filled((size_t)T * Di, NAN);
+        SiluMulParams p = {gu, gu + Di, out, T, Di, stride};
+        CHECK(ops_ref.silu_mul(&p, NULL) == OPS_OK);
+        expect_close("silu_mul", out, ref, tol, (size_t)T * Di);
+        free(gu);
+        free(ref);
+        free(tol);
+        free(out);
+    }
+}
+
+// ---- kv_write -----------------------------------------------------------------------------
+
+static void test_kv_write(void) {
+    static const struct { int T, Hkv, Dh, bs, nb; } cases[] = {
+        {17, 1, 8, 1, 40}, {54, 4, 12, 16, 8}, {300, 2, 64, 16, 20},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int T = cases[c].T, bs = cases[c].bs, nb = cases[c].nb;
+        const size_t row = (size_t)cases[c].Hkv * cases[c].Dh, n_slots = (size_t)bs * nb;
+        rng_seed(700 + c);
+        float *k = random_f32((size_t)T * row, -1, 1), *v = random_f32((size_t)T * row, -1, 1);
+        // distinct random slots, about one token in five skipped (negative slot)
+        int32_t *perm = xmalloc(n_slots * sizeof *perm);
+        for (size_t i = 0; i < n_slots; i++) perm[i] = (int32_t)i;
+        shuffle(perm, (int)n_slots);
+        int64_t *slots = xmalloc((size_t)T * sizeof *slots);
+        for (int t = 0; t < T; t++) slots[t] = rng_int(0, 4) == 0 ? -1 - t : perm[t];
+        float *kc = filled(n_slots * row, NOT_TOUCHED), *vc = filled(n_slots * row, NOT_TOUCHED);
+        KvWriteParams p = {k, v, kc, vc, slots, T, cases[c].Hkv, cases[c].Dh, bs, nb};
+        CHECK(ops_ref.kv_write(&p, NULL) == OPS_OK);
+        char *written = calloc(n_slots, 1);
+        size_t bad = 0;
+        for (int t = 0; t < T; t++) {
+            if (slots[t] < 0) continue;
+            written[slots[t]] = 1;
+            bad += memcmp(kc + slots[t] * row, k + t * row, row * sizeof(float)) != 0;
+            bad += memcmp(vc + slots[t] * row, v + t * row, row * sizeof(float)) != 0;
+        }
+        for (size_t s = 0; s < n_slots; s++)
+            if (!written[s])
+                bad += !all_equal(kc + s * row, NOT_TOUCHED, row) ||
+                       !all_equal(vc + s * row, NOT_TOUCHED, row);
+        CHECK(bad == 0);
+        free(k);
+        free(v);
+        free(perm);
+        free(slots);
+        free(kc);
+        free(vc);
+        free(written);
+    }
+}
+
+// ---- attention ----------------------------------------------------------------------------
+
+#define MAX_SEQS 17
+
+typedef struct AttnCase {
+    const char *name;
+    int n_seqs;
+    int n_q[MAX_SEQS], ctx[MAX_SEQS]; // per sequence, unless decode_max_ctx > 0
+    int decode_max_ctx; // > 0: every sequence decodes one token, its ctx random in [1, this]
+    int Hq, Hkv, Dh, bs, window;
+    float q_amp; // queries in [-q_amp, q_amp]: larger makes the softmax peakier
+} AttnCase;
+
+static const AttnCase attn_cases[] = {
+    {"decode x17, gqa 8, dh 64, page 16", 17, {0}, {0}, 300, 8, 1, 64, 16, 0, 1},
+    {"prefill 1/54/97, mha, dh 12, page 1", 3, {1, 54, 97}, {1, 54, 97}, 0, 4, 4, 12, 1, 0, 1},
+    {"prefill 333, mha, dh 64, page 16", 1, {333}, {333}, 0, 8, 8, 64, 16, 0, 2},
+    {"chunked prefill + empty seq, gqa 4, dh 128, window 64", 5, {37, 54, 1, 0, 100},
+     {300, 54, 97, 5, 333}, 0, 8, 2, 128, 16, 64, 2},
+    {"prefill 310/17, gqa 4, dh 8, window 32", 2, {310, 17}, {310, 40}, 0, 8, 2, 8, 16, 32, 4},
+    {"decode x17, window 7, page 1, dh 128", 17, {0}, {0}, 97, 4, 1, 128, 1, 7, 1},
+    {"long decodes 1000/777, gqa 8, peaky", 2, {1, 3}, {1000, 777}, 0, 8, 1, 64, 16, 0, 8},
+};
+
+static void run_attention_case(const AttnCase *ac, uint64_t seed) {
+    rng_seed(seed);
+    const int S = ac->n_seqs, Hq = ac->Hq, Hkv = ac->Hkv, Dh = ac->Dh, bs = ac->bs;
+    const size_t row = (size_t)Hkv * Dh; // floats per token in K or V
+    int32_t q_start[MAX_SEQS + 1] = {0}, ctx_len[MAX_SEQS], kv_indptr[MAX_SEQS + 1] = {0};
+    size_t kv_off[MAX_SEQS + 1] = {0}; // sequence s's rows in the dense K, V
+    for (int s = 0; s < S; s++) {
+        int n_q = ac->decode_max_ctx ? 1 : ac->n_q[s];
+        ctx_len[s] = ac->decode_max_ctx ? rng_int(1, ac->decode_max_ctx) : ac->ctx[s];
+        q_start[s + 1] = q_start[s] + n_q;
+        kv_indptr[s + 1] = kv_indptr[s] + (ctx_len[s] + bs - 1) / bs;
+        kv_off[s + 1] = kv_off[s] + (size_t)ctx_len[s];
+    }
+    const int T = q_start[S], num_blocks = kv_indptr[S] + 3; // 3 blocks stay unused
+    const size_t total_ctx = kv_off[S];
+
+    // a random permutation of block ids, so every sequence's pages are scattered
+    int32_t *kv_indices = xmalloc((size_t)num_blocks * sizeof *kv_indices);
+    for (int b = 0; b < num_blocks; b++) kv_indices[b] = b;
+    shuffle(kv_indices, num_blocks);
+
+    // dense per-sequence K and V: [ctx_len[s], Hkv, Dh] each, back to back
+    float *K = random_f32(total_ctx * row, -1, 1), *V = random_f32(total_ctx * row, -1, 1);
+
+    // Fill the paged cache through kv_write: each sequence's context, after one padding
+    // token (slot < 0, must be skipped). Unwritten cache slots hold NaN, so reading one
+    // shows up as a NaN output.
+    const size_t n_fill = total_ctx + (size_t)S;
+    float *k_fill = random_f32(n_fill * row, -1, 1), *v_fill = random_f32(n_fill * row, -1, 1);
+    int64_t *slots = xmalloc(n_fill * sizeof *slots);
+    size_t f = 0;
+    for (int s = 0; s < S; s++) {
+        slots[f++] = -1;
+        for (int j = 0; j < ctx_len[s]; j++, f++) {
+            slots[f] = (int64_t)kv_indices[kv_indptr[s] + j / bs] * bs + j % bs;
+            memcpy(k_fill + f * row, K + (kv_off[s] + j) * row, row * sizeof(float));
+            memcpy(v_fill + f * row, V + (kv_off[s] + j) * row, row * sizeof(float));
+        }
+    }
+    const size_t cache_n = (size_t)num_blocks * bs * row;
+    float *k_cache = filled(cache_n, NAN), *v_cache = filled(cache_n, NAN);
+    KvWriteParams w = {k_fill, v_fill, k_cache, v_cache, slots, (int)n_fill, Hkv, Dh, bs, num_blocks};
+    CHECK(ops_ref.kv_write(&w, NULL) == OPS_OK);
+
+    const size_t n_out = (size_t)T * Hq * Dh;
+    float *q = random_f32(n_out, -ac->q_amp, ac->q_amp), *out = filled(n_out, NAN);
+    AttentionParams p = {q, k_cache, v_cache, out, q_start, ctx_len, kv_indptr, kv_indices,
+                         S, T, Hq, Hkv, Dh, bs, num_blocks, ac->window, 1.0f / sqrtf((float)Dh)};
+    CHECK(ops_ref.attention(&p, NULL) == OPS_OK);
+
+    // Reference: dense K and V, double precision, softmax written out in full.
+    // Tolerance per (token, head), for |v| <= 1: each f32 score is off by at most
+    // e_j = (Dh + 2) u scale sum_d |q_d k_jd| (dot product bound) plus 2u |s_j - max|
+    // (the subtraction before exp); shifting scores by <= E = max e_j moves each softmax
+    // weight by a factor within e^(+-2E), so the output moves by <= ~2E (3E allowed).
+    // exp, the sums of L weights and of L weighted values, and the division add
+    // (2L + 16) u relative error at most.
+    double *ref = xmalloc(n_out * sizeof(double)), *tol = xmalloc(n_out * sizeof(double));
+    int max_ctx = 0;
+    for (int s = 0; s < S; s++) max_ctx = ctx_len[s] > max_ctx ? ctx_len[s] : max_ctx;
+    double *score = xmalloc((size_t)max_ctx * sizeof(double));
+    double *absdot = xmalloc((size_t)max_ctx * sizeof(double));
+    for (int s = 0; s < S; s++)
+        for (int t = q_start[s]; t < q_start[s + 1]; t++)
+            for (int h = 0; h < Hq; h++) {
+                const int kvh = h / (Hq / Hkv);
+                const int pos = ctx_len[s] - (q_start[s + 1] - q_start[s]) + (t - q_start[s]);
+                const int lo = ac->window > 0 && pos - ac->window + 1 > 0 ? pos - ac->window + 1 : 0;
+                const float *qv = q + ((size_t)t * Hq + h) * Dh;
+                double max = -INFINITY;
+                for (int j = lo; j <= pos; j++) {
+                    const float *kv = K + (kv_off[s] + j) * row + (size_t)kvh * Dh;
+                    double dot = 0, a = 0;
+                    for (int d = 0; d < Dh; d++) {
+                        dot += (double)qv[d] * kv[d];
+                        a += fabs((double)qv[d] * kv[d]);
+                    }
+                    score[j] = dot * p.scale;
+                    absdot[j] = a * p.scale;
+                    max = score[j] > max ? score[j] : max;
+                }
+                double sum = 0, E = 0;
+                for (int j = lo; j <= pos; j++) {
+                    sum += exp(score[j] - max);
+                    double e = (Dh + 2) * U_F32 * absdot[j] + 2 * U_F32 * fabs(score[j] - max);
+                    E = e > E ? e : E;
+                }
+                const int L = pos - lo + 1;
+                for (int d = 0; d < Dh; d++) {
+                    double acc = 0;
+                    for (int j = lo; j <= pos; j++)
+                        acc += exp(score[j] - max) * V[(kv_off[s] + j) * row + (size_t)kvh * Dh + d];
+                    size_t i = ((size_t)t * Hq + h) * Dh + d;
+                    ref[i] = acc / sum;
+                    tol[i] = 3 * E + (2.0 * L + 16) * U_F32;
+                }
+            }
+    expect_close(ac->name, out, ref, tol, n_out);
+
+    // every (token, head) is computed by one thread: 3 threads give the same bits
+    int saved = omp_get_max_threads();
+    float *again = filled(n_out, NAN);
+    p.out = again;
+    omp_set_num_threads(3);
+    CHECK(ops_ref.attention(&p, NULL) == OPS_OK);
+    omp_set_num_threads(saved);
+    CHECK(memcmp(again, out, n_out * sizeof(float)) == 0);
+
+    free(kv_indices);
+    free(K);
+    free(V);
+    free(k_fill);
+    free(v_fill);
+    free(slots);
+    free(k_cache);
+    free(v_cache);
+    free(q);
+    free(out);
+    free(again);
+    free(ref);
+    free(tol);
+    free(score);
+    free(absdot);
+}
+
+static void test_attention(void) {
+    for (size_t c = 0; c < sizeof attn_cases / sizeof attn_cases[0]; c++)
+        run_attention_case(&attn_cases[c], 800 + c);
+}
+
+// ---- argument validation ------------------------------------------------------------------
+//
+// Each op gets a small valid call, then one mutation per case. A rejected call must return
+// OPS_ERR_ARG and leave every buffer it may write exactly as it was. The unmutated call
+// must succeed (so each case failed for its own reason), and so must a call with zero
+// tokens or rows, which changes nothing.
+
+static void expect_rejected(const char *op, int c, int rc, bool untouched) {
+    if (rc != OPS_ERR_ARG || !untouched)
+        fprintf(stderr, "  %s bad-argument case %d: returned %d, outputs %s\n", op, c, rc,
+                untouched ? "untouched" : "CHANGED");
+    CHECK(rc == OPS_ERR_ARG);
+    CHECK(untouched);
+}
+
+// Case numbers run from 0 until a switch reaches `default`; the last two cases are the
+// zero-count call and the valid call.
+static void test_bad_embedding(void) {
+    float table[5 * 4] = {0}, out[3 * 4];
+    for (int c = 0;; c++) {
+        int32_t tokens[3] = {0, 4, 2};
+        EmbeddingParams p = {tokens, table, DT_F32, out, 3, 4, 5};
+        bool ok = false;
+        switch (c) {
+        case 0: p.tokens = NULL; break;
+        case 1: p.table = NULL; break;
+        case 2: p.out = NULL; break;
+        case 3: p.table_dtype = (DType)3; break;
+        case 4: p.n_tokens = -1; break;
+        case 5: p.dim = 0; break;
+        case 6: p.vocab = 0; break;
+        case 7: tokens[2] = 5; break;
+        case 8: tokens[2] = -1; break;
+        case 9: p.vocab = 4; break; // token 4 is out of range now
+        case 10: p.n_tokens = 0; ok = true; break;
+        case 11: ok = true; break;
+        default: return;
+        }
+        for (int i = 0; i < 12; i++) out[i] = NOT_TOUCHED;
+        int rc = ops_ref.embedding(&p, NULL);
+        if (!ok) expect_rejected("embedding", c, rc, all_equal(out, NOT_TOUCHED, 12));
+        else CHECK(rc == OPS_OK && (p.n_tokens == 0) == all_equal(out, NOT_TOUCHED, 12));
+    }
+}
+
+static void test_bad_rmsnorm(void) {
+    float x[2 * 4] = {1, 2, 3, 4, 5, 6, 7, 8}, w[4] = {1, 1, 1, 1}, res[8], out[8];
+    for (int c = 0;; c++) {
+        RmsNormParams p = {x, res, w, DT_F32, out, 2, 4, 1e-5f};
+        bool ok = false;
+        switch (c) {
+        case 0: p.x = NULL; break;
+        case 1: p.weight = NULL; break;
+        case 2: p.out = NULL; break;
+        case 3: p.weight_dtype = (DType)-1; break;
+        case 4: p.n_rows = -1; break;
+        case 5: p.dim = 0; break;
+        case 6: p.eps = -1e-5f; break;
+        case 7: p.eps = NAN; break;
+        case 8: p.eps = INFINITY; break;
+        case 9: p.n_rows = 0; ok = true; break;
+        case 10: ok = true; break;
+        default: return;
+        }
+        for (int i = 0; i < 8; i++) res[i] = out[i] = NOT_TOUCHED;
+        int rc = ops_ref.rmsnorm(&p, NULL);
+        bool untouched = all_equal(out, NOT_TOUCHED, 8) && all_equal(res, NOT_TOUCHED, 8);
+        if (!ok) expect_rejected("rmsnorm", c, rc, untouched);
+        else CHECK(rc == OPS_OK && (p.n_rows == 0) == untouched);
+    }
+}
+
+static void test_bad_gemm(void) {
+    float x[2 * 3] = {1, 2, 3, 4, 5, 6}, w[4 * 3] = {0}, out[2 * 4];
+    for (int c = 0;; c++) {
+        GemmParams p = {x, w, DT_F32, out, 2, 4, 3};
+        bool ok = false;
+        switch (c) {
+        case 0: p.x = NULL; break;
+        case 1: p.w = NULL; break;
+        case 2: p.out = NULL; break;
+        case 3: p.w_dtype = (DType)7; break;
+        case 4: p.m = -1; break;
+        case 5: p.n = 0; break;
+        case 6: p.k = 0; break;
+        case 7: p.n = -4; break;
+        case 8: p.m = 0; ok = true; break;
+        case 9: ok = true; break;
+        default: return;
+        }
+        for (int i = 0; i < 8; i++) out[i] = NOT_TOUCHED;
+        int rc = ops_ref.gemm(&p, NULL);
+        if (!ok) expect_rejected("gemm", c, rc, all_equal(out, NOT_TOUCHED, 8));
+        else CHECK(rc == OPS_OK && (p.m == 0) == all_equal(out, NOT_TOUCHED, 8));
+    }
+}
+
+static void test_bad_lm_head(void) {
+    float hidden[3 * 2] = {0}, w[5 * 2] = {0}, logits[2 * 5];
+    for (int c = 0;; c++) {
+        int32_t rows[2] = {2, 0};
+        LmHeadParams p = {hidden, rows, w, DT_BF16, logits, 2, 3, 2, 5};
+        bool ok = false;
+        switch (c) {
+        case 0: p.hidden = NULL; break;
+        case 1: p.rows = NULL; break;
+        case 2: p.w = NULL; break;
+        case 3: p.logits = NULL; break;
+        case 4: p.w_dtype = (DType)3; break;
+        case 5: p.n_rows = -1; break;
+        case 6: p.n_tokens = -1; break;
+        case 7: p.dim = 0; break;
+        case 8: p.vocab = 0; break;
+        case 9: rows[1] = 3; break;
+        case 10: rows[1] = -1; break;
+        case 11: p.n_tokens = 2; break; // row 2 is out of range now
+        case 12: p.n_rows = 0; ok = true; break;
+        case 13: ok = true; break;
+        default: return;
+        }
+        for (int i = 0; i < 10; i++) logits[i] = NOT_TOUCHED;
+        int rc = ops_ref.lm_head(&p, NULL);
+        if (!ok) expect_rejected("lm_head", c, rc, all_equal(logits, NOT_TOUCHED, 10));
+        else CHECK(rc == OPS_OK && (p.n_rows == 0) == all_equal(logits, NOT_TOUCHED, 10));
+    }
+}
+
+static void test_bad_rope(void) {
+    float q[2 * 2 * 8], k[2 * 1 * 8], inv_freq[4] = {1, 0.5f, 0.25f, 0.125f};
+    for (int c = 0;; c++) {
+        int32_t pos[2] = {3, 9};
+        RopeParams p = {q, k, pos, inv_freq, 2, 2, 1, 8};
+        bool ok = false;
+        switch (c) {
+        case 0: p.q = NULL; break;
+        case 1: p.k = NULL; break;
+        case 2: p.positions = NULL; break;
+        case 3: p.inv_freq = NULL; break;
+        case 4: p.n_tokens = -1; break;
+        case 5: p.n_q_heads = 0; break;
+        case 6: p.n_kv_heads = 0; break;
+        case 7: p.head_dim = 0; break;
+        case 8: p.head_dim = 7; break; // odd
+        case 9: pos[1] = -1; break;
+        case 10: p.n_tokens = 0; ok = true; break;
+        case 11: ok = true; break;
+        default: return;
+        }
+        for (int i = 0; i < 32; i++) q[i] = NOT_TOUCHED;
+        for (int i = 0; i < 16; i++) k[i] = NOT_TOUCHED;
+        int rc = ops_ref.rope(&p, NULL);
+        bool untouched = all_equal(q, NOT_TOUCHED, 32) && all_equal(k, NOT_TOUCHED, 16);
+        if (!ok) expect_rejected("rope", c, rc, untouched);
+        else CHECK(rc == OPS_OK && (p.n_tokens == 0) == untouched);
+    }
+}
+
+static void test_bad_kv_write(void) {
+    float k[3 * 2 * 4], v[3 * 2 * 4], kc[4 * 2 * 2 * 4], vc[4 * 2 * 2 * 4];
+    for (int i = 0; i < 24; i++) k[i] = v[i] = (float)i;
+    for (int c = 0;; c++) {
+        int64_t slots[3] = {7, -1, 0}; // 4 blocks of 2 slots: 0..7
+        KvWriteParams p = {k, v, kc, vc, slots, 3, 2, 4, 2, 4};
+        bool ok = false;
+        switch (c) {
+        case 0: p.k = NULL; break;
+        case 1: p.v = NULL; break;
+        case 2: p.k_cache = NULL; break;
+        case 3: p.v_cache = NULL; break;
+        case 4: p.slot_mapping = NULL; break;
+        case 5: p.n_tokens = -1; break;
+        case 6: p.n_kv_heads = 0; break;
+        case 7: p.head_dim = 0; break;
+        case 8: p.block_size = 0; break;
+        case 9: p.num_blocks = 0; break;
+        case 10: slots[2] = 8; break; // the last token: validation precedes every write
+        case 11: slots[2] = INT64_MAX; break;
+        case 12: p.num_blocks = 3; break; // slot 7 is out of range now
+        case 13: p.n_tokens = 0; ok = true; break;
+        case 14: ok = true; break;
+        default: return;
+        }
+        for (int i = 0; i < 64; i++) kc[i] = vc[i] = NOT_TOUCHED;
+        int rc = ops_ref.kv_write(&p, NULL);
+        bool untouched = all_equal(kc, NOT_TOUCHED, 64) && all_equal(vc, NOT_TOUCHED, 64);
+        if (!ok) expect_rejected("kv_write", c, rc, untouched);
+        else CHECK(rc == OPS_OK && (p.n_tokens == 0) == untouched);
+    }
+}
+
+static void test_bad_silu_mul(void) {
+    float gu[2 * 6] = {0}, out[2 * 3];
+    for (int c = 0;; c++) {
+        SiluMulParams p = {gu, gu + 3, out, 2, 3, 6};
+        bool ok = false;
+        switch (c) {
+        case 0: p.gate = NULL; break;
+        case 1: p.up = NULL; break;
+        case 2: p.out = NULL; break;
+        case 3: p.n_rows = -1; break;
+        case 4: p.dim = 0; break;
+        case 5: p.in_stride = 2; break; // < dim
+        case 6: p.n_rows = 0; ok = true; break;
+        case 7: ok = true; break;
+        default: return;
+        }
+        for (int i = 0; i < 6; i++) out[i] = NOT_TOUCHED;
+        int rc = ops_ref.silu_mul(&p, NULL);
+        if (!ok) expect_rejected("silu_mul", c, rc, all_equal(out, NOT_TOUCHED, 6));
+        else CHECK(rc == OPS_OK && (p.n_rows == 0) == all_equal(out, NOT_TOUCHED, 6));
+    }
+}
+
+static void test_bad_attention(void) {
+    // 2 sequences: 2 queries over a context of 3, 1 query over 5; pages of 2 slots
+    enum { Hq = 4, Hkv = 2, Dh = 4, BS = 2, NB = 6, T = 3 };
+    float q[T * Hq * Dh], out[T * Hq * Dh], kc[NB * BS * Hkv * Dh], vc[NB * BS * Hkv * Dh];
+    for (int i = 0; i < NB * BS * Hkv * Dh; i++) kc[i] = vc[i] = 0.5f;
+    for (int i = 0; i < T * Hq * Dh; i++) q[i] = 0.25f;
+    for (int c = 0;; c++) {
+        int32_t q_start[3] = {0, 2, 3}, ctx_len[2] = {3, 5}, indptr[3] = {0, 2, 5};
+        int32_t indices[5] = {5, 1, 0, 2, 4};
+        AttentionParams p = {q, kc, vc, out, q_start, ctx_len, indptr, indices, 2, T, Hq, Hkv,
+                             Dh, BS, NB, 0, 0.5f};
+        bool ok = false;
+        switch (c) {
+        case 0: p.q = NULL; break;
+        case 1: p.k_cache = NULL; break;
+        case 2: p.v_cache = NULL; break;
+        case 3: p.out = NULL; break;
+        case 4: p.q_start = NULL; break;
+        case 5: p.ctx_len = NULL; break;
+        case 6: p.kv_indptr = NULL; break;
+        case 7: p.kv_indices = NULL; break;
+        case 8: p.n_seqs = -1; break;
+        case 9: p.n_tokens = -1; break;
+        case 10: p.n_q_heads = 0; break;
+        case 11: p.n_kv_heads = 0; break;
+        case 12: p.n_kv_heads = 3; break; // does not divide 4
+        case 13: p.head_dim = 0; break;
+        case 14: p.block_size = 0; break;
+        case 15: p.num_blocks = 0; break;
+        case 16: p.num_blocks = 5; break; // block id 5 is out of range now
+        case 17: p.sliding_window = -1; break;
+        case 18: p.scale = NAN; break;
+        case 19: q_start[0] = 1; break;
+        case 20: q_start[1] = 4; break; // not monotone
+        case 21: p.n_tokens = 4; break; // q_start[S] != T
+        case 22: q_start[1] = INT32_MIN; break;
+        case 23: ctx_len[0] = 1; break; // fewer than its 2 queries
+        case 24: ctx_len[1] = -1; break;
+        case 25: ctx_len[1] = 7; break; // needs 4 pages, has 3
+        case 26: indptr[0] = 1; break;
+        case 27: indptr[1] = 6; break; // not monotone
+        case 28: indptr[1] = INT32_MIN; break;
+        case 29: indices[4] = NB; break;
+        case 30: indices[0] = -1; break;
+        case 31: p.n_seqs = 0; break; // q_start[0] = 0 != T
+        case 32: p.n_seqs = 0, p.n_tokens = 0; ok = true; break;
+        case 33: ctx_len[1] = 6; ok = true; break; // 3 pages of 2: still enough
+        case 34: p.sliding_window = 1; ok = true; break;
+        case 35: ok = true; break;
+        default: return;
+        }
+        for (int i = 0; i < T * Hq * Dh; i++) out[i] = NOT_TOUCHED;
+        int rc = ops_ref.attention(&p, NULL);
+        bool untouched = all_equal(out, NOT_TOUCHED, T * Hq * Dh);
+        if (!ok) {
+            expect_rejected("attention", c, rc, untouched);
+        } else {
+            CHECK(rc == OPS_OK && (p.n_tokens == 0) == untouched);
+            // every value row is 0.5, so every output is 0.5 whatever the weights
+            if (p.n_tokens) CHECK(all_equal(out, 0.5f, T * Hq * Dh));
+        }
+    }
+}
+
+static void test_bad_arguments(void) {
+    CHECK(ops_ref.embedding(NULL, NULL) == OPS_ERR_ARG);
+    CHECK(ops_ref.rmsnorm(NULL, NULL) == OPS_ERR_ARG);
+    CHECK(ops_ref.gemm(NULL, NULL) == OPS_ERR_ARG);
+    CHECK(ops_ref.rope(NULL, NULL) == OPS_ERR_ARG);
+    CHECK(ops_ref.kv_write(NULL, NULL) == OPS_ERR_ARG);
+    CHECK(ops_ref.attention(NULL, NULL) == OPS_ERR_ARG);
+    CHECK(ops_ref.silu_mul(NULL, NULL) == OPS_ERR_ARG);
+    CHECK(ops_ref.lm_head(NULL, NULL) == OPS_ERR_ARG);
+    test_bad_embedding();
+    test_bad_rmsnorm();
+    test_bad_gemm();
+    test_bad_lm_head();
+    test_bad_rope();
+    test_bad_kv_write();
+    test_bad_silu_mul();
+    test_bad_attention();
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    RUN(test_table_and_memory);
+    RUN(test_embedding);
+    RUN(test_rmsnorm);
+    RUN(test_gemm);
+    RUN(test_lm_head);
+    RUN(test_rope);
+    RUN(test_silu_mul);
+    RUN(test_kv_write);
+    RUN(test_attention);
+    RUN(test_bad_arguments);
+    return test_exit();
+}
