@@ -7,6 +7,7 @@
 
 #include "alloc.h"
 #include "json_util.h"
+#include "utf8.h"
 
 #define CONFIG_MAX_BYTES (16u << 20)
 
@@ -191,7 +192,7 @@ static MxStatus parse_fields(const cJSON *root, ModelConfig *c) {
     if (c->head_dim % 2 != 0 || c->head_dim > MAX_HEAD_DIM)
         return mx_fail(MX_ERR_CONFIG_SIZE, "head_dim %d must be even and at most %d", c->head_dim, MAX_HEAD_DIM);
 
-    double eps;
+    double eps = 0;
     if ((st = get_double(root, "rms_norm_eps", 1e-6, MX_ERR_CONFIG_EPS, &eps))) return st;
     c->rms_norm_eps = (float)eps;
     if (!(c->rms_norm_eps > 0)) return mx_fail(MX_ERR_CONFIG_EPS, "%g underflows float", eps);
@@ -215,8 +216,10 @@ static MxStatus parse_fields(const cJSON *root, ModelConfig *c) {
 MxStatus model_config_parse(const char *json, size_t len, ModelConfig *out) {
     memset(out, 0, sizeof *out);
     cJSON *root;
-    if (json_parse(json, len, &root) != 0) return mx_fail(MX_ERR_CONFIG_JSON, "not valid JSON");
-    MxStatus st;
+    if (!utf8_valid((const uint8_t *)json, len)) return mx_fail(MX_ERR_CONFIG_JSON, "not valid UTF-8");
+    if (!json_strict_ok(json, len)) return mx_fail(MX_ERR_CONFIG_JSON, "not valid JSON");
+    MxStatus st = json_parse_checked(json, len, "config.json", &root);
+    if (st) return st;
     if (!cJSON_IsObject(root)) st = mx_fail(MX_ERR_CONFIG_JSON, "the root is not an object");
     else if (json_has_duplicate_keys(root)) st = mx_fail(MX_ERR_CONFIG_JSON, "duplicate keys");
     else st = parse_fields(root, out);

@@ -6,7 +6,7 @@
 //
 //   1. 8 <= size; 0 < N <= ST_MAX_HEADER; N <= size - 8 (no 8 + N that could overflow).
 //   2. The header is copied into a NUL-terminated buffer (the mapping is never parsed in
-//      place), must be UTF-8 and strict JSON (json_strict_ok below: cJSON alone accepts NUL
+//      place), must be UTF-8 and strict JSON (json_strict_ok in json_util: cJSON alone accepts NUL
 //      and control bytes as whitespace, leading zeros, "1.", raw control bytes in strings).
 //   3. The root is an object without duplicate names; "__metadata__" is an object of
 //      strings; every other member is {dtype, shape, data_offsets} and nothing else.
@@ -24,6 +24,11 @@
 //   - JSON strings may not contain \u0000 (C strings cannot hold it: cJSON would truncate
 //     the name silently); the header is rejected as MX_ERR_ST_HEADER_JSON.
 //   - Nesting deeper than JSON_STRICT_MAX_DEPTH is MX_ERR_ST_HEADER_JSON.
+//   - Dimensions and offsets must be below 2^53 (get_dim); "1.0", "1e3" and "-0" are JSON
+//     spellings of integers and are read as such.
+//   - The index file must be UTF-8 strict JSON as well (else MX_ERR_INDEX_JSON), and a
+//     duplicate key in its root object is MX_ERR_INDEX_JSON. A shard path that exists but is
+//     not a regular file is MX_ERR_IO.
 //   - In an index: an empty weight_map is MX_ERR_INDEX_JSON; tensors a shard holds but the
 //     weight_map does not list are kept (tensor_set_find finds them) unless another shard
 //     also holds them (MX_ERR_INDEX_DUPLICATE_TENSOR).
@@ -43,7 +48,6 @@
 #include "json_util.h"
 #include "utf8.h"
 
-#define JSON_STRICT_MAX_DEPTH 64
 #define INDEX_MAX_BYTES (64u * 1024u * 1024u) // a 64 MB index file lists millions of tensors
 
 // ---- dtypes ------------------------------------------------------------------------------
@@ -78,139 +82,6 @@ int st_dtype_to_dtype(StDType t) {
     case ST_BF16: return DT_BF16;
     default: return -1;
     }
-}
-
-// ---- strict JSON syntax (RFC 8259) -------------------------------------------------------
-// A recognizer only: it builds nothing. Every index is checked against n before use.
-
-typedef struct JsonScan {
-    const uint8_t *s;
-    size_t n, i;
-} JsonScan;
-
-static void scan_ws(JsonScan *p) {
-    while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' || p->s[p->i] == '\n' || p->s[p->i] == '\r'))
-        p->i++;
-}
-
-static int scan_hex4(JsonScan *p, unsigned *out) {
-    if (p->n - p->i < 4) return 0;
-    unsigned v = 0;
-    for (int k = 0; k < 4; k++) {
-        uint8_t c = p->s[p->i++];
-        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
-                   : c >= 'a' && c <= 'f' ? c - 'a' + 10u
-                   : c >= 'A' && c <= 'F' ? c - 'A' + 10u
-                                          : 16u;
-        if (d > 15) return 0;
-        v = v * 16 + d;
-    }
-    *out = v;
-    return 1;
-}
-
-// At the opening quote. Rejects raw control bytes, unknown escapes, \u0000 and unpaired
-// surrogate escapes (which cJSON also refuses).
-static int scan_string(JsonScan *p) {
-    p->i++;
-    for (;;) {
-        if (p->i >= p->n) return 0;
-        uint8_t c = p->s[p->i++];
-        if (c == '"') return 1;
-        if (c < 0x20) return 0;
-        if (c != '\\') continue;
-        if (p->i >= p->n) return 0;
-        uint8_t e = p->s[p->i++];
-        if (e && strchr("\"\\/bfnrt", e)) continue;
-        if (e != 'u') return 0;
-        unsigned u, lo;
-        if (!scan_hex4(p, &u) || u == 0 || (u >= 0xDC00 && u <= 0xDFFF)) return 0;
-        if (u >= 0xD800 && u <= 0xDBFF) {
-            if (p->n - p->i < 2 || p->s[p->i] != '\\' || p->s[p->i + 1] != 'u') return 0;
-            p->i += 2;
-            if (!scan_hex4(p, &lo) || lo < 0xDC00 || lo > 0xDFFF) return 0;
-        }
-    }
-}
-
-static int scan_digits(JsonScan *p) {
-    size_t start = p->i;
-    while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9') p->i++;
-    return p->i > start;
-}
-
-// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? ; "01" fails later, at the '1'.
-static int scan_number(JsonScan *p) {
-    if (p->s[p->i] == '-') p->i++;
-    if (p->i >= p->n) return 0;
-    if (p->s[p->i] == '0') p->i++;
-    else if (!scan_digits(p)) return 0;
-    if (p->i < p->n && p->s[p->i] == '.') {
-        p->i++;
-        if (!scan_digits(p)) return 0;
-    }
-    if (p->i < p->n && (p->s[p->i] == 'e' || p->s[p->i] == 'E')) {
-        p->i++;
-        if (p->i < p->n && (p->s[p->i] == '+' || p->s[p->i] == '-')) p->i++;
-        if (!scan_digits(p)) return 0;
-    }
-    return 1;
-}
-
-static int scan_literal(JsonScan *p, const char *word) {
-    size_t len = strlen(word);
-    if (p->n - p->i < len || memcmp(p->s + p->i, word, len) != 0) return 0;
-    p->i += len;
-    return 1;
-}
-
-static int scan_value(JsonScan *p, int depth) {
-    if (depth > JSON_STRICT_MAX_DEPTH) return 0;
-    scan_ws(p);
-    if (p->i >= p->n) return 0;
-    uint8_t c = p->s[p->i];
-    if (c == '{' || c == '[') {
-        uint8_t close = c == '{' ? '}' : ']';
-        p->i++;
-        scan_ws(p);
-        if (p->i < p->n && p->s[p->i] == close) {
-            p->i++;
-            return 1;
-        }
-        for (;;) {
-            if (c == '{') {
-                scan_ws(p);
-                if (p->i >= p->n || p->s[p->i] != '"' || !scan_string(p)) return 0;
-                scan_ws(p);
-                if (p->i >= p->n || p->s[p->i] != ':') return 0;
-                p->i++;
-            }
-            if (!scan_value(p, depth + 1)) return 0;
-            scan_ws(p);
-            if (p->i >= p->n) return 0;
-            uint8_t sep = p->s[p->i++];
-            if (sep == close) return 1;
-            if (sep != ',') return 0;
-        }
-    }
-    if (c == '"') return scan_string(p);
-    if (c == '-' || (c >= '0' && c <= '9')) return scan_number(p);
-    return scan_literal(p, "true") || scan_literal(p, "false") || scan_literal(p, "null");
-}
-
-// 1 if text[0..n) is exactly one JSON value with optional surrounding whitespace.
-static int json_strict_ok(const char *text, size_t n) {
-    JsonScan p = {(const uint8_t *)text, n, 0};
-    if (!scan_value(&p, 0)) return 0;
-    scan_ws(&p);
-    return p.i == n;
-}
-
-// Parses text[0..len) (NUL at len) that has passed utf8_valid and json_strict_ok.
-static MxStatus parse_checked_json(const char *text, size_t len, const char *what, cJSON **root) {
-    if (json_parse(text, len, root) != 0)
-        return mx_fail(MX_ERR_NOMEM, "%s: cJSON failed on checked JSON (allocation)", what);
-    return MX_OK;
 }
 
 // ---- one file ----------------------------------------------------------------------------
@@ -402,7 +273,7 @@ static MxStatus parse_named(const uint8_t *buf, size_t size, const char *what, S
     cJSON *root = NULL;
     if (!utf8_valid((const uint8_t *)text, len)) st = mx_fail(MX_ERR_ST_HEADER_UTF8, "%s", what);
     else if (!json_strict_ok(text, len)) st = mx_fail(MX_ERR_ST_HEADER_JSON, "%s", what);
-    else st = parse_checked_json(text, len, what, &root);
+    else st = json_parse_checked(text, len, what, &root);
     mx_free(text);
     if (st == MX_OK) st = index_entries(root, what, buf + 8 + len, (uint64_t)(size - 8 - len), out);
     cJSON_Delete(root);
@@ -631,7 +502,7 @@ static MxStatus open_index(const char *dir, const char *index, TensorSet *out) {
     cJSON *root = NULL;
     if (!utf8_valid((const uint8_t *)text, len)) st = mx_fail(MX_ERR_INDEX_JSON, "%s: not valid UTF-8", index);
     else if (!json_strict_ok(text, len)) st = mx_fail(MX_ERR_INDEX_JSON, "%s: not valid JSON", index);
-    else st = parse_checked_json(text, len, index, &root);
+    else st = json_parse_checked(text, len, index, &root);
     mx_free(text);
     if (st != MX_OK) return st;
 

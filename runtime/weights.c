@@ -1,6 +1,7 @@
 // Binding checkpoint tensors to the model's weight structs (see weights.h).
 #include "weights.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,15 +40,17 @@ static MxStatus bind(ModelWeights *w, void *stream, const char *name, int64_t ro
     }
     out->dtype = (DType)dt;
     w->bytes += t->nbytes;
-    if (w->ops->host_memory) {
+    // The format does not promise aligned data offsets: an unaligned tensor is copied even
+    // on a host-memory backend, so the ops may read it as float / uint16_t.
+    if (w->ops->host_memory && (uintptr_t)t->data % dtype_size(out->dtype) == 0) {
         out->data = t->data;
         return MX_OK;
     }
-    void *dev = w->ops->alloc(t->nbytes);
-    if (!dev) return mx_fail(MX_ERR_NOMEM, "backend memory for %s (%llu bytes)", name, (unsigned long long)t->nbytes);
-    w->owned[w->n_owned++] = dev;
-    if (w->ops->upload(dev, t->data, t->nbytes, stream) != OPS_OK) return mx_fail(MX_ERR_OPS, "uploading %s", name);
-    out->data = dev;
+    void *copy = w->ops->alloc(t->nbytes);
+    if (!copy) return mx_fail(MX_ERR_NOMEM, "backend memory for %s (%llu bytes)", name, (unsigned long long)t->nbytes);
+    w->owned[w->n_owned++] = copy;
+    if (w->ops->upload(copy, t->data, t->nbytes, stream) != OPS_OK) return mx_fail(MX_ERR_OPS, "uploading %s", name);
+    out->data = copy;
     return MX_OK;
 }
 
@@ -101,9 +104,8 @@ MxStatus weights_load(const char *dir, const ModelConfig *cfg, const Ops *ops, v
     MxStatus st = tensor_set_open(dir, &out->files);
     if (st) return st;
     out->layers = mx_calloc((size_t)cfg->n_layers, sizeof *out->layers);
-    size_t max_owned = (size_t)cfg->n_layers * 9 + 3;
-    out->owned = ops->host_memory ? NULL : mx_calloc(max_owned, sizeof *out->owned);
-    if (!out->layers || (!ops->host_memory && !out->owned)) {
+    out->owned = mx_calloc((size_t)cfg->n_layers * 9 + 3, sizeof *out->owned); // every tensor bound
+    if (!out->layers || !out->owned) {
         weights_free(out);
         return mx_fail(MX_ERR_NOMEM, "weight tables");
     }

@@ -33,7 +33,7 @@ typedef struct ModelWeights {
     Weight lm_head;        // [V, D]; the embedding when tie_word_embeddings
     TensorSet files;       // the mapped checkpoint
     const Ops *ops;
-    void **owned;          // backend buffers to free (empty on host-memory backends)
+    void **owned;          // backend buffers to free (copies; host-memory backends copy only unaligned tensors)
     int n_owned;
     uint64_t bytes;        // weight bytes in use
 } ModelWeights;

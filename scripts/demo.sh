@@ -13,7 +13,7 @@ model=build/demo-model-100m
 if [ ! -f "$model/config.json" ]; then
     ./build/myrmex make-model "$model" --preset 100m --dtype bf16 --seed 1 --force
 fi
-./build/myrmex inspect "$model" | head -20
+./build/myrmex inspect "$model" | sed -n '1,8p;/^totals/,$p'
 echo
 ./build/myrmex generate --model "$model" --prompt-ids 1,450,4996,17354,1701,432 --max-tokens 32 \
     --temperature 0.8 --top-p 0.95 --seed 7 --ignore-eos

@@ -99,6 +99,8 @@ static void test_errors(void) {
     const char *bad = "{\"hidden_size\": 64,";
     CHECK_STATUS(model_config_parse(bad, strlen(bad), &c), MX_ERR_CONFIG_JSON);
     CHECK_STATUS(model_config_parse("[1]", 3, &c), MX_ERR_CONFIG_JSON);
+    CHECK_STATUS(model_config_parse("{}\0\0", 4, &c), MX_ERR_CONFIG_JSON);        // NUL is not whitespace
+    CHECK_STATUS(model_config_parse("{\"a\xff\": 1}", 9, &c), MX_ERR_CONFIG_JSON); // invalid UTF-8
     const char *dup = "{\"hidden_size\": 64, \"hidden_size\": 32}";
     CHECK_STATUS(model_config_parse(dup, strlen(dup), &c), MX_ERR_CONFIG_JSON);
 

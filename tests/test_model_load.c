@@ -139,6 +139,56 @@ static void test_missing_files(void) {
     CHECK_STATUS(load(dir), MX_ERR_CONFIG_JSON);
 }
 
+// Shifts a safetensors file's data by one byte (one more space in its header), so every
+// tensor is misaligned in memory; loading must still work and give the same logits.
+static void misalign(const char *path) {
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    if (!f) return;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    rewind(f);
+    uint8_t *buf = malloc((size_t)size + 1);
+    CHECK(fread(buf, 1, (size_t)size, f) == (size_t)size);
+    fclose(f);
+    uint64_t n = 0;
+    for (int k = 0; k < 8; k++) n |= (uint64_t)buf[k] << (8 * k);
+    memmove(buf + 8 + n + 1, buf + 8 + n, (size_t)size - 8 - n);
+    buf[8 + n] = ' ';
+    n++;
+    for (int k = 0; k < 8; k++) buf[k] = (uint8_t)(n >> (8 * k));
+    f = fopen(path, "wb");
+    CHECK(fwrite(buf, 1, (size_t)size + 1, f) == (size_t)size + 1);
+    fclose(f);
+    free(buf);
+}
+
+static void last_logits(const char *dir, float *logits) {
+    ModelOptions opt = model_options_default();
+    opt.kv_blocks = 4;
+    Model m;
+    CHECK_STATUS(model_load(dir, &ops_ref, &opt, &m), MX_OK);
+    Batch b;
+    BlockTable t = {0};
+    int32_t prompt[5] = {5, 9, 1, 30, 7};
+    CHECK_STATUS(model_batch_init(&m, &b), MX_OK);
+    CHECK_STATUS(block_table_reserve(&t, &m.pool, m.opt.block_size, 5), MX_OK);
+    CHECK_STATUS(batch_add(&b, prompt, 5, 0, &t, m.opt.block_size, BATCH_LOGITS_LAST), MX_OK);
+    CHECK_STATUS(model_forward(&m, &b, logits), MX_OK);
+    block_table_release(&t, &m.pool);
+    batch_destroy(&b);
+    model_free(&m);
+}
+
+static void test_unaligned_tensors(void) {
+    float a[VOCAB], b[VOCAB];
+    const char *dir = make_model(&(Defect){0});
+    last_logits(dir, a);
+    misalign(test_path(dir, "model.safetensors"));
+    last_logits(dir, b);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+}
+
 static void test_bad_options(void) {
     const char *dir = make_model(&(Defect){0});
     ModelOptions opt = model_options_default();
@@ -199,6 +249,7 @@ int main(void) {
     RUN(test_valid);
     RUN(test_tensor_checks);
     RUN(test_missing_files);
+    RUN(test_unaligned_tensors);
     RUN(test_bad_options);
     RUN(test_alloc_failures);
     RUN(test_generate_errors);

@@ -716,9 +716,30 @@ static void test_alloc_failures(void) {
     free(b.p);
 }
 
+// Files written by the real safetensors library (tests/fixtures, when present): a single
+// file with __metadata__ and space padding, and a 3-shard checkpoint with its index.
+static const char *fixtures;
+
+static void test_reference_fixtures(void) {
+    struct stat sb;
+    if (!fixtures || stat(fixtures, &sb) != 0) {
+        fprintf(stderr, "  no fixtures directory; skipped\n");
+        return;
+    }
+    static const char *dirs[] = {"bf16", "sharded"};
+    for (int i = 0; i < 2; i++) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/%s", fixtures, dirs[i]);
+        if (stat(dir, &sb) != 0) continue;
+        TensorSet s;
+        CHECK_STATUS(tensor_set_open(dir, &s), MX_OK);
+        CHECK(tensor_set_count(&s) == 21 && tensor_set_find(&s, "model.embed_tokens.weight"));
+        tensor_set_close(&s);
+    }
+}
+
 int main(int argc, char **argv) {
-    (void)argc;
-    (void)argv; // the fixtures directory: this test builds all of its files itself
+    fixtures = argc > 1 ? argv[1] : NULL; // everything else builds its own files
     RUN(test_valid_file);
     RUN(test_dtypes);
     RUN(test_valid_edge_cases);
@@ -742,5 +763,6 @@ int main(int argc, char **argv) {
     RUN(test_sharded_set);
     RUN(test_index_errors);
     RUN(test_alloc_failures);
+    RUN(test_reference_fixtures);
     return test_exit();
 }
