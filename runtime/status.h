@@ -61,6 +61,13 @@
     X(MX_ERR_TENSOR_DTYPE, "a tensor's dtype is not bf16, f16 or f32")                       \
     X(MX_ERR_VOCAB_MISMATCH, "vocab_size differs from the embedding's rows")                 \
     X(MX_ERR_LAYER_MISMATCH, "num_hidden_layers differs from the layers in the weights")     \
+    /* tokenizer.json, tokenizer_config.json, generation_config.json */                      \
+    X(MX_ERR_TOKENIZER_JSON, "tokenizer file is missing or malformed")                       \
+    X(MX_ERR_TOKENIZER_UNSUPPORTED, "tokenizer component is not supported")                  \
+    X(MX_ERR_TOKENIZER_VOCAB, "tokenizer vocab has a duplicate or out-of-range id")          \
+    X(MX_ERR_TOKENIZER_ADDED, "tokenizer added/special token id is invalid")                 \
+    X(MX_ERR_TOKENIZER_MERGES, "tokenizer merge refers to a token not in the vocab")         \
+    X(MX_ERR_TOKENIZER_BYTE_TOKEN, "tokenizer <0xNN> byte token is malformed")               \
     /* runtime */                                                                             \
     X(MX_ERR_KV_FULL, "not enough free KV-cache blocks")                                     \
     X(MX_ERR_CONTEXT, "sequence longer than the model's context")                            \
