@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "status.h"
+#include "utf8.h"
 
 // The split patterns myrmex implements. Each is recognised by its exact pattern string in
 // tokenizer.json (pretok_pattern_from_string); any other pattern is an error naming it.
@@ -35,13 +36,6 @@ size_t pretok_split(PretokPattern pattern, const char *text, size_t len, Span *o
 int unicode_is_letter(uint32_t cp);     // \p{L}
 int unicode_is_number(uint32_t cp);     // \p{N}
 int unicode_is_whitespace(uint32_t cp); // \s as the tokenizers library's regex engine defines it
-
-// Decodes one UTF-8 character at s[0..n): returns its length (1..4) and stores the code
-// point; an invalid or truncated sequence returns the length of its maximal invalid prefix
-// (>= 1) and stores U+FFFD (the "maximal subpart" rule Python's errors="replace" uses).
-size_t utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
-// Encodes cp as UTF-8 into out[4]; returns the length.
-size_t utf8_encode(uint32_t cp, char *out);
 
 // GPT-2's byte-to-unicode map used by the ByteLevel pre-tokenizer and decoder: byte b is
 // shown as code point byte_level_char(b); byte_level_byte inverts it (-1 if cp is not one).
