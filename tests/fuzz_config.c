@@ -1,0 +1,36 @@
+// libFuzzer target for config.json parsing (model_config_parse) and what it derives.
+// Not a CTest test. Build and run from the repo root:
+//
+//   clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iruntime -Ikernels \
+//       tests/fuzz_config.c runtime/model_config.c runtime/json_util.c runtime/utf8.c \
+//       runtime/alloc.c runtime/status.c -lcjson -lm -o fuzz_config
+//   mkdir -p fuzz-config && cp tests/fixtures/*/config.json fuzz-config/ 2>/dev/null; \
+//       ./fuzz_config -max_total_time=60 fuzz-config
+//
+// Every accepted config must satisfy the invariants the loader relies on.
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_config.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    char *text = malloc(size + 1);
+    if (!text) return 0;
+    memcpy(text, data, size);
+    text[size] = 0;
+    ModelConfig c;
+    if (model_config_parse(text, size, &c) == MX_OK) {
+        if (c.n_heads <= 0 || c.n_kv_heads <= 0 || c.n_heads % c.n_kv_heads || c.head_dim <= 0 ||
+            c.head_dim % 2 || c.hidden_size <= 0 || c.vocab_size <= 0 || c.n_layers <= 0 ||
+            !(c.rms_norm_eps > 0) || !(c.rope_theta > 0) || c.n_eos < 0 || c.n_eos > MX_MAX_EOS)
+            abort();
+        float inv_freq[512];
+        model_config_rope_inv_freq(&c, inv_freq);
+        for (int i = 0; i < c.head_dim / 2; i++)
+            if (!(inv_freq[i] > 0) || !isfinite(inv_freq[i])) abort();
+    }
+    free(text);
+    return 0;
+}
