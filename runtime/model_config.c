@@ -126,6 +126,9 @@ static MxStatus parse_rope(const cJSON *root, ModelConfig *c) {
     const cJSON *theta_owner = (params && member(params, "rope_theta")) ? params : root;
     MxStatus st = get_double(theta_owner, "rope_theta", 10000.0, MX_ERR_CONFIG_ROPE_THETA, &c->rope_theta);
     if (st) return st;
+    // Real models use 1e4 .. 1e8; beyond 1e12 the slowest frequencies underflow f32.
+    if (c->rope_theta <= 1.0 || c->rope_theta > 1e12)
+        return mx_fail(MX_ERR_CONFIG_ROPE_THETA, "%g is outside (1, 1e12]", c->rope_theta);
 
     const cJSON *s = params ? params : member(root, "rope_scaling");
     c->rope_scaling = ROPE_SCALING_NONE;
@@ -140,8 +143,8 @@ static MxStatus parse_rope(const cJSON *root, ModelConfig *c) {
     if (!is_linear && !is_llama3)
         return mx_fail(MX_ERR_CONFIG_ROPE_SCALING, "rope type must be default, linear or llama3");
     const cJSON *factor = member(s, "factor");
-    if (!cJSON_IsNumber(factor) || !isfinite(factor->valuedouble) || factor->valuedouble < 1.0)
-        return mx_fail(MX_ERR_CONFIG_ROPE_SCALING, "\"factor\" must be a number >= 1");
+    if (!cJSON_IsNumber(factor) || !(factor->valuedouble >= 1.0 && factor->valuedouble <= 1024.0))
+        return mx_fail(MX_ERR_CONFIG_ROPE_SCALING, "\"factor\" must be a number in [1, 1024]");
     c->rope_factor = factor->valuedouble;
     if (is_linear) {
         c->rope_scaling = ROPE_SCALING_LINEAR;

@@ -77,6 +77,8 @@ static void test_rope_scaling(void) {
     CHECK_STATUS(parse_with("rope_scaling", "{\"type\": \"yarn\", \"factor\": 4.0}", &c), MX_ERR_CONFIG_ROPE_SCALING);
     CHECK_STATUS(parse_with("rope_scaling", "{\"type\": \"linear\"}", &c), MX_ERR_CONFIG_ROPE_SCALING);
     CHECK_STATUS(parse_with("rope_scaling", "{\"type\": \"linear\", \"factor\": -1}", &c), MX_ERR_CONFIG_ROPE_SCALING);
+    CHECK_STATUS(parse_with("rope_scaling", "{\"type\": \"linear\", \"factor\": 8e81}", &c), // found by fuzz_config
+                 MX_ERR_CONFIG_ROPE_SCALING);
     CHECK_STATUS(parse_with("rope_scaling", "{\"rope_type\": \"llama3\", \"factor\": 8.0}", &c), MX_ERR_CONFIG_ROPE_SCALING);
     CHECK_STATUS(parse_with("rope_scaling", "[1]", &c), MX_ERR_CONFIG_ROPE_SCALING);
 
@@ -121,6 +123,8 @@ static void test_errors(void) {
     CHECK_STATUS(parse_with("rms_norm_eps", "1e999", &c), MX_ERR_CONFIG_EPS);  // cJSON gives inf
     CHECK_STATUS(parse_with("rope_theta", "0", &c), MX_ERR_CONFIG_ROPE_THETA);
     CHECK_STATUS(parse_with("rope_theta", "\"big\"", &c), MX_ERR_CONFIG_ROPE_THETA);
+    CHECK_STATUS(parse_with("rope_theta", "5e104", &c), MX_ERR_CONFIG_ROPE_THETA); // found by fuzz_config
+    CHECK_STATUS(parse_with("rope_theta", "0.5", &c), MX_ERR_CONFIG_ROPE_THETA);
 
     CHECK_STATUS(parse_with("hidden_size", NULL, &c), MX_ERR_CONFIG_FIELD);
     CHECK_STATUS(parse_with("vocab_size", "300.5", &c), MX_ERR_CONFIG_FIELD);
