@@ -56,8 +56,17 @@ MxStatus json_read_file(const char *path, size_t max_bytes, char **out, size_t *
 int json_parse(const char *text, size_t len, cJSON **out) {
     json_init();
     const char *end = NULL;
-    *out = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
-    return *out ? 0 : -1;
+    *out = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!*out) return -1;
+    // Only JSON whitespace may follow the value (cJSON stops right after it).
+    for (const char *p = end; p < text + len; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            cJSON_Delete(*out);
+            *out = NULL;
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int json_get_u53(const cJSON *item, uint64_t *out) {

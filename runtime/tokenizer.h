@@ -38,6 +38,7 @@ MxStatus tokenizer_decode(const Tokenizer *t, const int32_t *ids, int n, bool sk
 
 int tokenizer_vocab_size(const Tokenizer *t);     // highest id + 1
 int32_t tokenizer_bos(const Tokenizer *t);        // -1 when none
+int32_t tokenizer_pad(const Tokenizer *t);        // tokenizer_config.json pad_token, -1 when none
 int tokenizer_eos(const Tokenizer *t, const int32_t **ids); // eos ids (config + generation_config)
 const char *tokenizer_token(const Tokenizer *t, int32_t id); // the vocabulary string, NULL if none
 int32_t tokenizer_find(const Tokenizer *t, const char *token); // id of an exact token string, -1

@@ -247,5 +247,181 @@ if [[ -n $FIXTURES && -d $FIXTURES ]]; then
     done
 fi
 
+# --- tokenize: usage and runtime errors -----------------------------------------------------
+expect 0 tokenize --help && grep_in "$OUT" "usage: myrmex tokenize"
+expect 0 help tokenize && grep_in "$OUT" "--decode IDS"
+usage_error "--model is required" tokenize hello
+usage_error "give TEXT or --decode IDS, not both" tokenize --model "$M" --decode 1 hello
+usage_error "--skip-special applies to --decode" tokenize --model "$M" --skip-special hello
+usage_error "--add-special applies to encoding" tokenize --model "$M" --decode 1 --add-special
+usage_error "--repeat must be >= 1" tokenize --model "$M" --repeat 0 hello
+usage_error "invalid value '1,x' for --decode" tokenize --model "$M" --decode 1,x
+usage_error "too many arguments" tokenize --model "$M" one two
+# A directory without tokenizer.json: exit 1 naming the file.
+expect 1 tokenize --model "$A" hello
+grep_in "$ERR" "myrmex tokenize: error:"
+grep_in "$ERR" "tokenizer.json"
+
+# --- generate: prompt usage errors ----------------------------------------------------------
+usage_error "--prompt or --prompt-ids is required" generate --model "$A"
+usage_error "give --prompt or --prompt-ids, not both" generate --model "$A" --prompt hi --prompt-ids 1
+usage_error "--chat needs --prompt" generate --model "$A" --prompt-ids 1 --chat
+usage_error "--system needs --chat" generate --model "$A" --prompt hi --system be-nice
+usage_error "--chat-template needs --chat" generate --model "$A" --prompt hi --chat-template chatml
+usage_error "unknown --chat-template 'vicuna' (one of llama-2, llama-3, mistral, chatml)" \
+    generate --model "$A" --prompt hi --chat --chat-template vicuna
+# Text needs a tokenizer; ids do not, and without one print no text.
+expect 1 generate --model "$A" --prompt hi --max-tokens 2
+grep_in "$ERR" "myrmex generate: error:"
+grep_in "$ERR" "tokenizer.json"
+expect 0 generate --model "$A" --prompt-ids 1,2,3 --max-tokens 2 --json
+checks=$((checks + 1))
+! grep -q '"text"' "$OUT" || fail "generate printed text without a tokenizer"
+
+# --- tokenizer fixtures (tests/make_tokenizer_fixtures.py): round trips, JSON, bad ids -------
+TOKS=${FIXTURES:+$FIXTURES/tokenizers}
+if [[ -n $TOKS && -d $TOKS ]] && command -v python3 >/dev/null; then
+    TEXT=$'Hello world! Grüße, 世界 🎉\tcafé  "quoted" \\ back\nnew line  '
+    for dir in "$TOKS"/*/; do
+        [[ -f $dir/tokenizer.json ]] || continue
+        name=$(basename "$dir")
+        expect 0 tokenize --model "$dir" "$TEXT"
+        ids=$(cat "$OUT")
+        checks=$((checks + 1))
+        [[ $ids =~ ^[0-9]+(,[0-9]+)*$ ]] || fail "$name: tokenize printed '$ids', not comma-separated ids"
+        # Standard input, read as bytes, gives the same ids.
+        checks=$((checks + 1))
+        [[ $(printf '%s' "$TEXT" | "$MYRMEX" tokenize --model "$dir") == "$ids" ]] ||
+            fail "$name: ids from standard input differ from ids of the argument"
+        # Decode: the exact text with --json; the text and a newline without.
+        expect 0 tokenize --model "$dir" --decode "$ids" --json
+        checks=$((checks + 1))
+        python3 - "$OUT" "$TEXT" "$ids" <<'PY' || fail "$name: --decode --json round trip"
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+assert d["text"] == sys.argv[2], (d["text"], sys.argv[2])
+assert d["ids"] == [int(x) for x in sys.argv[3].split(",")], d["ids"]
+PY
+        expect 0 tokenize --model "$dir" --decode "$ids"
+        checks=$((checks + 1))
+        cmp -s "$OUT" <(printf '%s\n' "$TEXT") || fail "$name: plain --decode is not the text and a newline"
+        expect 0 tokenize --model "$dir" --json "$TEXT"
+        checks=$((checks + 1))
+        python3 - "$OUT" "$TEXT" "$ids" <<'PY' || fail "$name: tokenize --json"
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+assert d == {"ids": [int(x) for x in sys.argv[3].split(",")], "text": sys.argv[2]}, d
+PY
+        # --add-special puts bos (when the tokenizer adds one) before the same ids; --skip-special
+        # decodes them back to the text.
+        expect 0 tokenize --model "$dir" --add-special "$TEXT"
+        special=$(cat "$OUT")
+        checks=$((checks + 1))
+        [[ $special == *"$ids"* ]] || fail "$name: --add-special changed the text's own ids"
+        expect 0 tokenize --model "$dir" --decode "$special" --skip-special --json
+        checks=$((checks + 1))
+        python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["text"] == sys.argv[2]' "$OUT" "$TEXT" ||
+            fail "$name: --skip-special did not drop the special tokens"
+        # Any bytes on standard input: NUL and invalid UTF-8 (read as U+FFFD) still give JSON.
+        printf 'a\0b\xff\xfe c' | "$MYRMEX" tokenize --model "$dir" --json >"$OUT" 2>"$ERR"
+        checks=$((checks + 1))
+        python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["text"] == "a\0b\ufffd\ufffd c"' "$OUT" ||
+            fail "$name: binary standard input"
+        # Bad ids: exit 1 with the tokenizer's error.
+        expect 1 tokenize --model "$dir" --decode "${ids%%,*},99999999"
+        grep_in "$ERR" "myrmex tokenize: error:"
+        expect 1 tokenize --model "$dir" --decode -1
+        grep_in "$ERR" "myrmex tokenize: error:"
+        # --repeat: one bench line on stderr, the ids unchanged on stdout.
+        expect 0 tokenize --model "$dir" --repeat 3 "$TEXT"
+        grep_in "$ERR" "bench: op=encode bytes="
+        grep_in "$ERR" "repeat=3"
+        grep_in "$ERR" "MB/s="
+        grep_in "$ERR" "tokens/s="
+        checks=$((checks + 1))
+        [[ $(cat "$OUT") == "$ids" ]] || fail "$name: --repeat changed the ids"
+    done
+
+    # --- generate --prompt end to end: a random model with the tokenizer's vocabulary -----
+    # vocab_size = the tokenizer's highest id + 1, so every id the model samples decodes.
+    vocab_of() {
+        python3 -c 'import json,sys
+t = json.load(open(sys.argv[1]))
+print(max(list(t["model"]["vocab"].values()) + [a["id"] for a in t.get("added_tokens", [])]) + 1)' "$1/tokenizer.json"
+    }
+    # model_with NAME DIR: make-model DIR with NAME's vocabulary and copy the tokenizer files in.
+    model_with() {
+        expect 0 make-model "$2" --preset tiny --seed 7 --vocab "$(vocab_of "$TOKS/$1")"
+        for f in tokenizer.json tokenizer_config.json generation_config.json; do
+            [[ ! -f $TOKS/$1/$f ]] || cp "$TOKS/$1/$f" "$2/"
+        done
+    }
+    # count_ids: the number of comma-separated ids tokenize printed last.
+    count_ids() { tr ',' '\n' <"$OUT" | grep -c .; }
+
+    for name in llama2 llama3; do
+        [[ -f $TOKS/$name/tokenizer.json ]] || continue
+        G=$SCRATCH/gen-$name
+        model_with "$name" "$G"
+        expect 0 generate --model "$G" --prompt "hello" --max-tokens 4 --json
+        cp "$OUT" "$SCRATCH/gen.json"
+        expect 0 tokenize --model "$G" --add-special "hello"
+        n_hello=$(count_ids)
+        checks=$((checks + 1))
+        python3 - "$SCRATCH/gen.json" "$n_hello" <<'PY' || fail "$name: generate --prompt --json"
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+assert isinstance(d["text"], str), d
+assert d["prompt_tokens"] == int(sys.argv[2]), (d["prompt_tokens"], sys.argv[2])  # bos added once
+assert 1 <= d["completion_tokens"] <= 4 and len(d["output_ids"]) == d["completion_tokens"]
+PY
+        expect 0 generate --model "$G" --prompt "hello" --max-tokens 4
+        grep_in "$OUT" "text: "
+        grep_in "$OUT" "output_ids: "
+        # Generation stops at the tokenizer's eos ids (generation_config.json), not only
+        # config.json's: make the first greedy token an eos id and it stops there.
+        first=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["output_ids"][0])' "$SCRATCH/gen.json")
+        printf '{"eos_token_id": [%s]}\n' "$first" >"$G/generation_config.json"
+        expect 0 generate --model "$G" --prompt "hello" --max-tokens 4 --json
+        grep_in "$OUT" '"finish_reason":"stop"'
+        grep_in "$OUT" '"completion_tokens":1'
+        expect 0 generate --model "$G" --prompt "hello" --max-tokens 4 --json --ignore-eos
+        grep_in "$OUT" '"completion_tokens":4'
+    done
+
+    # --- generate --chat ------------------------------------------------------------------
+    # llama3's tokens name the family; the prompt is the rendered template with one bos.
+    if [[ -d $SCRATCH/gen-llama3 ]]; then
+        G=$SCRATCH/gen-llama3
+        expect 0 generate --model "$G" --prompt "hello" --chat --system "Be brief." --max-tokens 2 --json
+        grep_in "$OUT" '"chat_template":"llama-3"'
+        cp "$OUT" "$SCRATCH/chat.json"
+        expect 0 tokenize --model "$G" "$(printf '<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nhello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nX')"
+        n_chat=$(($(count_ids) - 1)) # without the X that keeps $(...) from eating the last newlines
+        checks=$((checks + 1))
+        python3 -c 'import json,sys; d = json.load(open(sys.argv[1])); assert d["prompt_tokens"] == int(sys.argv[2]), d' \
+            "$SCRATCH/chat.json" "$n_chat" || fail "llama3 --chat prompt is not the rendered template"
+        expect 1 generate --model "$G" --prompt "hello" --chat --chat-template chatml --max-tokens 2
+        grep_in "$ERR" "chat template chatml writes <|im_start|>, but the tokenizer has no such token"
+    fi
+    # llama2's plain <s></s> vocabulary does not tell llama-2 from mistral: it must be named,
+    # or read from a chat template in the directory.
+    if [[ -d $SCRATCH/gen-llama2 ]]; then
+        G=$SCRATCH/gen-llama2
+        expect 1 generate --model "$G" --prompt "hello" --chat --max-tokens 2
+        grep_in "$ERR" "name one with --chat-template"
+        expect 0 generate --model "$G" --prompt "hello" --chat --chat-template llama-2 --max-tokens 2 --json
+        grep_in "$OUT" '"chat_template":"llama-2"'
+        printf '%s' "{{ bos_token }}[INST] <<SYS>> {{ messages }}" >"$G/chat_template.jinja"
+        expect 0 generate --model "$G" --prompt "hello" --chat --max-tokens 2 --json
+        grep_in "$OUT" '"chat_template":"llama-2"'
+        printf '%s' "{% for m in messages %}<start_of_turn>{% endfor %}" >"$G/chat_template.jinja"
+        expect 1 generate --model "$G" --prompt "hello" --chat --max-tokens 2
+        grep_in "$ERR" "its chat template is none of the built-in families"
+    fi
+else
+    echo "test_cli: tokenizer fixtures or python3 missing; tokenizer CLI tests skipped" >&2
+fi
+
 echo "test_cli: $checks checks, $failures failed" >&2
 [[ $failures -eq 0 ]]

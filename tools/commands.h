@@ -7,5 +7,6 @@
 int cmd_generate(int argc, char **argv);   // cmd_generate.c: prompt in, text out
 int cmd_make_model(int argc, char **argv); // cmd_make_model.c: a random model in HF form
 int cmd_inspect(int argc, char **argv);    // cmd_inspect.c: config, tensors, memory plan
+int cmd_tokenize(int argc, char **argv);   // cmd_tokenize.c: text to ids and back
 
 #endif

@@ -22,6 +22,7 @@ static const Command commands[] = {
     {"generate", cmd_generate, "prompt in, text out (a quick check of a model)"},
     {"make-model", cmd_make_model, "write a small random model in Hugging Face format"},
     {"inspect", cmd_inspect, "show a model directory's config, tensors and memory plan"},
+    {"tokenize", cmd_tokenize, "text to token ids and back with a model's tokenizer"},
     {"version", cmd_version, "print the version and build options"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof *commands))
