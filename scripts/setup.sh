@@ -25,3 +25,12 @@ if [ "$(printf '%s\n3.25\n' "$ver" | sort -V | head -1)" != "3.25" ]; then
     echo "myrmex setup: cmake $ver is too old; 3.25 or newer is needed" >&2
     exit 1
 fi
+
+# Optional: the Python `tokenizers` package, for the differential tokenizer test (it is
+# skipped without it). Never fatal: the build and every other test work without Python.
+if command -v python3 >/dev/null && ! python3 -c "import tokenizers" 2>/dev/null; then
+    echo "myrmex setup: installing the Python tokenizers package (for test_tokenizer_diff)"
+    python3 -m pip install --quiet tokenizers 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages tokenizers 2>/dev/null ||
+        echo "myrmex setup: could not install tokenizers; test_tokenizer_diff will be skipped"
+fi
