@@ -32,6 +32,7 @@ int generate_blocks_needed(const GenRequest *reqs, int n, int block_size) {
 static MxStatus check_request(const Model *m, const GenRequest *r) {
     if (!r->prompt || r->n_prompt < 1) return mx_fail(MX_ERR_ARG, "empty prompt");
     if (r->max_tokens < 1) return mx_fail(MX_ERR_ARG, "max_tokens must be >= 1");
+    if (r->n_stop_ids < 0 || (r->n_stop_ids > 0 && !r->stop_ids)) return mx_fail(MX_ERR_ARG, "bad stop id list");
     if (r->top_logprobs < 0 || r->top_logprobs > m->cfg.vocab_size)
         return mx_fail(MX_ERR_ARG, "top_logprobs must be in [0, %d]", m->cfg.vocab_size);
     for (int i = 0; i < r->n_prompt; i++)
@@ -43,9 +44,11 @@ static MxStatus check_request(const Model *m, const GenRequest *r) {
     return sampling_check(&r->sampling);
 }
 
-static bool is_eos(const ModelConfig *c, int32_t id) {
+static bool is_stop(const ModelConfig *c, const GenRequest *r, int32_t id) {
     for (int i = 0; i < c->n_eos; i++)
         if (c->eos_ids[i] == id) return true;
+    for (int i = 0; i < r->n_stop_ids; i++)
+        if (r->stop_ids[i] == id) return true;
     return false;
 }
 
@@ -103,7 +106,7 @@ static void finish_step(Model *m, GenRequest *reqs, SeqState *seqs, int n, const
         int32_t id = sampler_sample(sampler, row, &r->sampling, &s->rng);
         r->output[r->n_output++] = id;
         s->tokens[s->n_tokens++] = id;
-        if (!r->ignore_eos && is_eos(&m->cfg, id)) r->finish = FINISH_EOS;
+        if (!r->ignore_eos && is_stop(&m->cfg, r, id)) r->finish = FINISH_EOS;
         else if (r->n_output == r->max_tokens) r->finish = FINISH_LENGTH;
         if (r->finish != FINISH_NONE) {
             s->done = true;

@@ -11,7 +11,7 @@
 #include "model.h"
 #include "sampler.h"
 
-typedef enum FinishReason { FINISH_NONE, FINISH_LENGTH, FINISH_EOS } FinishReason;
+typedef enum FinishReason { FINISH_NONE, FINISH_LENGTH, FINISH_EOS } FinishReason; // EOS: an eos or stop id
 
 typedef struct GenRequest {
     // Inputs.
@@ -20,7 +20,9 @@ typedef struct GenRequest {
     int max_tokens;        // >= 1; prompt + max_tokens must fit max_position_embeddings
     SamplingParams sampling;
     int top_logprobs;      // K: record the K most likely ids per generated token (0 = off)
-    bool ignore_eos;       // keep going past the config's eos ids
+    bool ignore_eos;       // keep going past the config's eos ids and stop_ids
+    const int32_t *stop_ids; // [n_stop_ids] more ids that end the request (e.g. the tokenizer's eos)
+    int n_stop_ids;
     float *logits_out;     // optional [n_prompt + max_tokens - 1, V]: row i = logits after token i
     // Outputs, allocated by generate_run and released by gen_request_clear.
     int32_t *output;       // [n_output] generated ids

@@ -190,23 +190,6 @@ static MxStatus output_text(const Tokenizer *tok, const GenRequest *r, char **te
     return st;
 }
 
-// Adds the tokenizer's eos ids (generation_config.json's list, tokenizer_config.json's
-// eos_token) to the model's, which generate_run stops at.
-static void add_eos(ModelConfig *cfg, const Tokenizer *tok) {
-    const int32_t *ids = NULL;
-    int n = tokenizer_eos(tok, &ids);
-    for (int i = 0; i < n; i++) {
-        bool have = false;
-        for (int j = 0; j < cfg->n_eos; j++) have |= cfg->eos_ids[j] == ids[i];
-        if (have || ids[i] < 0 || ids[i] >= cfg->vocab_size) continue;
-        if (cfg->n_eos == MX_MAX_EOS) {
-            fprintf(stderr, "myrmex generate: warning: more than %d eos ids; %d ignored\n", MX_MAX_EOS, ids[i]);
-            continue;
-        }
-        cfg->eos_ids[cfg->n_eos++] = ids[i];
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 
 int cmd_generate(int argc, char **argv) {
@@ -294,7 +277,8 @@ int cmd_generate(int argc, char **argv) {
         st = model_load(model_dir, &ops_ref, &opt, &model);
         load_s = seconds_since(&t0);
         if (st == MX_OK) {
-            if (tok) add_eos(&model.cfg, tok);
+            // The tokenizer's eos ids (generation_config.json, tokenizer_config.json) stop it too.
+            if (tok) req.n_stop_ids = tokenizer_eos(tok, &req.stop_ids);
             st = generate_run(&model, &req, 1, &stats);
             model_free(&model);
         }
