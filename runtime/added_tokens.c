@@ -138,7 +138,7 @@ static uint32_t char_before(const uint8_t *s, size_t end, size_t *start) {
 static size_t space_run_before(const uint8_t *s, size_t end) {
     while (end > 0) {
         size_t j;
-        if (!tok_is_space(char_before(s, end, &j))) break;
+        if (!unicode_is_whitespace(char_before(s, end, &j))) break;
         end = j;
     }
     return end;
@@ -150,7 +150,7 @@ static size_t space_run_after(const uint8_t *s, size_t n, size_t i) {
     while (k < n) {
         uint32_t cp;
         size_t len = utf8_decode(s + k, n - k, &cp);
-        if (!tok_is_space(cp)) break;
+        if (!unicode_is_whitespace(cp)) break;
         k += len;
     }
     return k - i;

@@ -78,7 +78,6 @@ MxStatus added_split(const Tokenizer *t, const AddedTrie *trie, const char *s, s
 // Unicode White_Space (Rust's char::is_whitespace and regex \s) and regex \w (Alphabetic,
 // marks, decimal digits, connector punctuation, join controls): what tokenizers' lstrip,
 // rstrip and single_word look at.
-bool tok_is_space(uint32_t cp);
 bool tok_is_word_char(uint32_t cp);
 
 // ---- normalizer -----------------------------------------------------------------------------

@@ -1,17 +1,12 @@
 // Character classes that added-token matching needs (tokenizers' lstrip, rstrip and
-// single_word use the Rust regex crate's \s and \w): Unicode White_Space, and \w =
-// Alphabetic | Mark | Decimal_Number | Connector_Punctuation | Join_Control.
+// single_word use the Rust regex crate's \s and \w): \w = Alphabetic | Mark |
+// Decimal_Number | Connector_Punctuation | Join_Control. (\s is Unicode White_Space, the
+// same set as unicode_is_whitespace in unicode_tables.c.)
 //
 // The \w table was generated with the Python `regex` module:
 //   r = regex.compile(r'[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]')
 //   ranges of code points cp (not surrogates) with r.match(chr(cp))
 #include "tokenizer_internal.h"
-
-bool tok_is_space(uint32_t cp) {
-    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-           cp == 0x3000;
-}
 
 static const uint32_t word_ranges[][2] = {
     {0x30, 0x39}, {0x41, 0x5A}, {0x5F, 0x5F}, {0x61, 0x7A}, {0xAA, 0xAA}, {0xB5, 0xB5},
