@@ -8,6 +8,7 @@
 
 #include "alloc.h"
 #include "tokenizer_internal.h"
+#include "unicode_nfc.h"
 #include "utf8.h"
 
 // Bytes per encode call. A long word costs about 50 bytes of scratch per byte (symbols and
@@ -70,6 +71,14 @@ MxStatus tok_normalize(const Tokenizer *t, const char *s, size_t n, TokBuf *out,
         if (ns->kind == NORM_PREPEND) {
             if (cur->n == 0) continue; // tokenizers never prepends to an empty string
             if ((st = tokbuf_append(tmp, ns->a, ns->alen)) || (st = tokbuf_append(tmp, cur->p, cur->n))) return st;
+        } else if (ns->kind == NORM_NFC) { // the text is valid UTF-8 (sanitized, or from the JSON)
+            if (cur->n > (SIZE_MAX - 1) / UNICODE_NFC_MAX_EXPANSION) return mx_fail(MX_ERR_NOMEM, "text buffer");
+            size_t cap = UNICODE_NFC_MAX_EXPANSION * cur->n;
+            if ((st = tokbuf_reserve(tmp, cap + 1))) return st;
+            size_t len = unicode_nfc(cur->p, cur->n, tmp->p, cap);
+            if (len == SIZE_MAX) return mx_fail(MX_ERR_NOMEM, "NFC of %zu bytes", cur->n);
+            tmp->n = len;
+            tmp->p[len] = 0;
         } else { // NORM_REPLACE: every non-overlapping occurrence, left to right
             const char *p = cur->p, *end = cur->p + cur->n, *hit;
             while ((hit = find_bytes(p, (size_t)(end - p), ns->a, ns->alen))) {

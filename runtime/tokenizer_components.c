@@ -1,6 +1,6 @@
 // tokenizer.json pipeline components: what myrmex implements, and the refusal of the rest.
 //
-//   normalizer     null | Prepend | Replace{String} | Sequence of those
+//   normalizer     null | Prepend | Replace{String} | NFC | Sequence of those
 //   pre_tokenizer  null | Split{Regex known to pretokenize.c, Isolated, invert false}* followed
 //                  by at most one ByteLevel or Metaspace (alone or in a Sequence)
 //   decoder        null | ByteLevel | Replace{String} | ByteFallback | Fuse | Strip{stop 0} |
@@ -78,10 +78,14 @@ static MxStatus normalizer_one(Tokenizer *t, const cJSON *n) {
         for (const cJSON *c = list->child; c && !st; c = c->next) st = normalizer_one(t, c);
         return st;
     }
-    bool prepend = strcmp(type, "Prepend") == 0, replace = strcmp(type, "Replace") == 0;
-    if (!prepend && !replace) return unsupported("normalizer", type);
+    bool prepend = strcmp(type, "Prepend") == 0, replace = strcmp(type, "Replace") == 0, nfc = strcmp(type, "NFC") == 0;
+    if (!prepend && !replace && !nfc) return unsupported("normalizer", type);
     if (t->n_norm == MAX_NORM_STEPS) return mx_fail(MX_ERR_TOKENIZER_UNSUPPORTED, "more than %d normalizers", MAX_NORM_STEPS);
     NormStep *s = &t->norm[t->n_norm++]; // counted first so tokparse_free sees its strings
+    if (nfc) {
+        s->kind = NORM_NFC;
+        return MX_OK;
+    }
     if (prepend) {
         s->kind = NORM_PREPEND;
         return tj_dup_string(n, "prepend", &s->a, &s->alen);

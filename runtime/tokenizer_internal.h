@@ -82,11 +82,11 @@ bool tok_is_word_char(uint32_t cp);
 
 // ---- normalizer -----------------------------------------------------------------------------
 
-typedef enum NormKind { NORM_PREPEND, NORM_REPLACE } NormKind;
+typedef enum NormKind { NORM_PREPEND, NORM_REPLACE, NORM_NFC } NormKind;
 
 typedef struct NormStep {
     NormKind kind;
-    char *a; // Prepend: the prefix; Replace: the pattern (non-empty)
+    char *a; // Prepend: the prefix; Replace: the pattern (non-empty); NFC: unused
     size_t alen;
     char *b; // Replace: the content
     size_t blen;
