@@ -23,61 +23,6 @@
 
 static const char *g_fixtures = "tests/fixtures";
 
-typedef struct Bytes {
-    uint8_t *data;
-    size_t len;
-} Bytes;
-
-static int read_all(const char *path, Bytes *out) {
-    out->data = NULL;
-    out->len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    size_t cap = 1 << 16, n = 0;
-    uint8_t *buf = malloc(cap);
-    for (;;) {
-        if (n == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    fclose(f);
-    out->data = buf;
-    out->len = n;
-    return 0;
-}
-
-typedef struct Cur {
-    const uint8_t *p, *end;
-    bool bad;
-} Cur;
-
-static uint32_t cur_u32(Cur *c) {
-    if ((size_t)(c->end - c->p) < 4) {
-        c->bad = true;
-        return 0;
-    }
-    uint32_t v = (uint32_t)c->p[0] | (uint32_t)c->p[1] << 8 | (uint32_t)c->p[2] << 16 | (uint32_t)c->p[3] << 24;
-    c->p += 4;
-    return v;
-}
-
-// A length-prefixed string: pointer into the file, its length in *len.
-static const char *cur_str(Cur *c, size_t *len) {
-    *len = cur_u32(c);
-    if (c->bad || (size_t)(c->end - c->p) < *len) {
-        c->bad = true;
-        *len = 0;
-        return "";
-    }
-    const char *s = (const char *)c->p;
-    c->p += *len;
-    return s;
-}
-
 static void show(const char *what, const char *s, size_t n) {
     fprintf(stderr, "  %s:", what);
     for (size_t i = 0; i < n && i < 64;) {
@@ -112,7 +57,7 @@ typedef struct Rec {
     size_t in_len, out_len;
 } Rec;
 
-static Bytes g_cases;
+static TestBytes g_cases;
 static Rec *g_single, *g_seq;
 static size_t g_n_single, g_n_seq;
 
@@ -133,7 +78,7 @@ static Rec *read_section(Cur *c, size_t *n) {
 
 static bool load_cases(void) {
     if (g_cases.data) return true;
-    if (read_all(test_path(g_fixtures, "nfc/cases.bin"), &g_cases)) {
+    if (test_read_file(test_path(g_fixtures, "nfc/cases.bin"), &g_cases)) {
         fprintf(stderr, "cannot read %s\n", test_path(g_fixtures, "nfc/cases.bin"));
         CHECK(0);
         return false;
@@ -243,10 +188,10 @@ static void test_long_mark_run(void) {
 // ---- the Qwen2-style tokenizer ----------------------------------------------------------------
 
 static void run_qwen2(const Tokenizer *t, const char *label) {
-    Bytes e;
+    TestBytes e;
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/nfc/qwen2/expected.bin", g_fixtures);
-    if (read_all(dir, &e)) {
+    if (test_read_file(dir, &e)) {
         CHECK(0);
         return;
     }
@@ -311,9 +256,9 @@ static void test_tokenizer_qwen2(void) {
 
     // The same with the NFC inside a Sequence: alone, and after a Replace of U+2126 (OHM SIGN)
     // by U+03A9, which is what NFC does with it anyway.
-    Bytes js;
+    TestBytes js;
     snprintf(dir, sizeof dir, "%s/nfc/qwen2/tokenizer.json", g_fixtures);
-    if (read_all(dir, &js)) {
+    if (test_read_file(dir, &js)) {
         CHECK(0);
         return;
     }

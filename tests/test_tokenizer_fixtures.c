@@ -27,49 +27,6 @@ static const char *const NAMES[] = {"llama3", "gpt2", "llama2", "mistral"};
 
 // ---- reading the files ---------------------------------------------------------------------
 
-typedef struct Bytes {
-    uint8_t *data;
-    size_t len;
-} Bytes;
-
-static int read_file(const char *path, Bytes *out) {
-    out->data = NULL;
-    out->len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    size_t cap = 1 << 20, n = 0;
-    uint8_t *buf = malloc(cap);
-    for (;;) {
-        if (n == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    fclose(f);
-    out->data = buf;
-    out->len = n;
-    return 0;
-}
-
-// A cursor over a file's bytes; any read past the end sets bad.
-typedef struct Cur {
-    const uint8_t *p, *end;
-    bool bad;
-} Cur;
-
-static uint32_t cur_u32(Cur *c) {
-    if ((size_t)(c->end - c->p) < 4) {
-        c->bad = true;
-        return 0;
-    }
-    uint32_t v = (uint32_t)c->p[0] | (uint32_t)c->p[1] << 8 | (uint32_t)c->p[2] << 16 | (uint32_t)c->p[3] << 24;
-    c->p += 4;
-    return v;
-}
-
 static uint8_t cur_byte(Cur *c) {
     if (c->p >= c->end) {
         c->bad = true;
@@ -137,14 +94,14 @@ static Text cur_text(Cur *c, const Text *refs, int n_refs) {
 }
 
 typedef struct Corpus {
-    Bytes file;
+    TestBytes file;
     int n;
     Text *items; // into file.data
 } Corpus;
 
 static int corpus_load(const char *dir, Corpus *c) {
     memset(c, 0, sizeof *c);
-    if (read_file(test_path(dir, "corpus.bin"), &c->file)) return -1;
+    if (test_read_file(test_path(dir, "corpus.bin"), &c->file)) return -1;
     Cur cur = {c->file.data, c->file.data + c->file.len, false};
     bool bad = c->file.len < 12 || memcmp(c->file.data, "MXTC", 4) != 0;
     cur.p += 4;
@@ -391,8 +348,8 @@ static void check_tokenizer(const char *fixtures, const char *name, const Corpus
     MxStatus st = tokenizer_load(dir, 0, &t);
     CHECK_STATUS(st, MX_OK);
     if (st != MX_OK) return;
-    Bytes file;
-    if (read_file(test_path(dir, "expected.bin"), &file)) {
+    TestBytes file;
+    if (test_read_file(test_path(dir, "expected.bin"), &file)) {
         fprintf(stderr, "  %s: cannot read %s/expected.bin\n", name, dir);
         CHECK(0);
         tokenizer_free(t);
@@ -483,8 +440,8 @@ static void test_load_json(void) {
     for (size_t k = 0; k < sizeof NAMES / sizeof *NAMES; k++) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/tokenizers/%s", g_fixtures, NAMES[k]);
-        Bytes json;
-        if (read_file(test_path(dir, "tokenizer.json"), &json)) {
+        TestBytes json;
+        if (test_read_file(test_path(dir, "tokenizer.json"), &json)) {
             CHECK(0);
             continue;
         }

@@ -66,3 +66,48 @@ const char *test_path(const char *dir, const char *name) {
     snprintf(path, sizeof path, "%s/%s", dir, name);
     return path;
 }
+
+int test_read_file(const char *path, TestBytes *out) {
+    out->data = NULL;
+    out->len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    size_t cap = 1 << 16, n = 0;
+    uint8_t *buf = malloc(cap);
+    for (;;) {
+        if (n == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+        if (!buf) abort();
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    fclose(f);
+    out->data = buf;
+    out->len = n;
+    return 0;
+}
+
+uint32_t cur_u32(Cur *c) {
+    if ((size_t)(c->end - c->p) < 4) {
+        c->bad = true;
+        return 0;
+    }
+    uint32_t v = (uint32_t)c->p[0] | (uint32_t)c->p[1] << 8 | (uint32_t)c->p[2] << 16 | (uint32_t)c->p[3] << 24;
+    c->p += 4;
+    return v;
+}
+
+const char *cur_str(Cur *c, size_t *len) {
+    *len = cur_u32(c);
+    if (c->bad || (size_t)(c->end - c->p) < *len) {
+        c->bad = true;
+        *len = 0;
+        return "";
+    }
+    const char *s = (const char *)c->p;
+    c->p += *len;
+    return s;
+}

@@ -3,6 +3,7 @@
 #ifndef MYRMEX_TEST_UTIL_H
 #define MYRMEX_TEST_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,5 +41,22 @@ const char *test_tmpdir(const char *tag);
 int test_write_file(const char *dir, const char *name, const void *data, size_t len);
 // Joins dir and name into a static buffer (valid until the next call).
 const char *test_path(const char *dir, const char *name);
+
+// A whole file read into memory (release data with free()).
+typedef struct TestBytes {
+    uint8_t *data;
+    size_t len;
+} TestBytes;
+// Returns 0, or -1 when the file cannot be opened.
+int test_read_file(const char *path, TestBytes *out);
+
+// A little-endian cursor over a fixture file's bytes; any read past the end sets bad.
+typedef struct Cur {
+    const uint8_t *p, *end;
+    bool bad;
+} Cur;
+uint32_t cur_u32(Cur *c);
+// A u32-length-prefixed string: a pointer into the bytes, its length in *len ("" when bad).
+const char *cur_str(Cur *c, size_t *len);
 
 #endif
