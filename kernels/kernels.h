@@ -14,7 +14,9 @@
 // - The paged KV cache of one layer: K,V[num_blocks][block_size][Hkv][Dh] (act dtype).
 //   Token slot s lives in block s / block_size at offset s % block_size.
 // - Every op checks its arguments and returns OPS_OK or an OpsStatus; it never aborts.
-//   `stream` is the backend's queue (a cudaStream_t for CUDA); ops_ref ignores it.
+//   Arguments in backend memory (token ids, positions, block tables) are checked only where
+//   that memory is host memory; a device backend clamps or skips what is out of range so a
+//   bad id can never write outside a buffer. `queue` comes from Ops.queue_create.
 #ifndef MYRMEX_KERNELS_H
 #define MYRMEX_KERNELS_H
 
@@ -64,24 +66,21 @@ typedef struct GemmParams {
     int m, n, k;
 } GemmParams;
 
-// Rotary embedding in place, Llama "rotate half" layout: element i pairs with i + Dh/2.
-// For position p and pair i: angle = p * inv_freq[i]; any rope_scaling is already folded
-// into inv_freq by the runtime.
-typedef struct RopeParams {
-    void *q;                  // [T, Hq, Dh] act
-    void *k;                  // [T, Hkv, Dh] act
-    const int32_t *positions; // [T]
-    const float *inv_freq;    // [Dh / 2] f32
-    int n_tokens, n_q_heads, n_kv_heads, head_dim;
-} RopeParams;
-
-// Writes this step's K and V rows into their cache slots. A negative slot is skipped.
-typedef struct KvWriteParams {
-    const void *k, *v;            // [T, Hkv, Dh] act
+// Rotary embedding and the K/V page write, fused: reads the fused QKV projection of each
+// token, writes its rotated q heads to q_out, and its rotated k heads and its v heads into
+// the token's cache slot (a negative slot skips the write; two tokens mapped to the same
+// slot leave either one). Llama "rotate half" layout: element i pairs with i + Dh/2; for
+// position p and pair i, angle = p * inv_freq[i] (any rope_scaling is already folded into
+// inv_freq by the runtime).
+typedef struct RopeKvWriteParams {
+    const void *qkv;              // [T, (Hq + 2*Hkv) * Dh] act: q heads, then k heads, then v heads
+    void *q_out;                  // [T, Hq, Dh] act
     void *k_cache, *v_cache;      // [num_blocks, block_size, Hkv, Dh] act
+    const int32_t *positions;     // [T], >= 0
     const int64_t *slot_mapping;  // [T], in [0, num_blocks * block_size) or < 0
-    int n_tokens, n_kv_heads, head_dim, block_size, num_blocks;
-} KvWriteParams;
+    const float *inv_freq;        // [Dh / 2] f32
+    int n_tokens, n_q_heads, n_kv_heads, head_dim, block_size, num_blocks;
+} RopeKvWriteParams;
 
 // Causal attention over the paged KV cache for a flattened variable-length batch.
 // Sequence s owns query rows q_start[s] .. q_start[s+1]-1, which are the LAST
@@ -100,6 +99,10 @@ typedef struct AttentionParams {
     int n_seqs, n_tokens, n_q_heads, n_kv_heads, head_dim, block_size, num_blocks;
     int sliding_window;             // 0 = none
     float scale;                    // usually 1 / sqrt(Dh)
+    // Host-side upper bounds for sizing the launch (the arrays above may live in device
+    // memory): every query count q_start[s+1] - q_start[s] <= max_q_len and every
+    // ctx_len[s] <= max_ctx_len. A captured graph passes its bucket's bounds.
+    int max_q_len, max_ctx_len;
 } AttentionParams;
 
 // out[t, i] = silu(gate[t, i]) * up[t, i], silu(x) = x / (1 + exp(-x)).
@@ -121,6 +124,34 @@ typedef struct LmHeadParams {
     int n_rows, n_tokens, dim, vocab;
 } LmHeadParams;
 
+// One token per row. temperature <= 0: greedy, the argmax (lowest id on ties). Otherwise,
+// with weights e_i = exp((logit_i - max) / temperature) and tokens ordered by decreasing
+// weight (lower id first on ties): keep the first top_k tokens (all when top_k <= 0 or
+// >= V), then the shortest prefix of those whose weight sum reaches top_p times theirs
+// (at least one token); with c_j the running sum of that prefix's weights and
+// u = sample_uniform(seed[r], counter[r]), the token is the first j with c_j > u * c_last.
+// Backends agree exactly up to rounding at the cut-offs.
+typedef struct SampleParams {
+    const float *logits;       // [R, V] f32
+    const float *temperature;  // [R]
+    const int32_t *top_k;      // [R], <= 0 or >= V: no limit
+    const float *top_p;        // [R], in (0, 1]; 1: no limit
+    const uint64_t *seed;      // [R] the request's seed
+    const uint64_t *counter;   // [R] the index of the token being drawn within the request
+    int32_t *out;              // [R] token ids
+    int n_rows, vocab;
+} SampleParams;
+
+// The uniform draw shared by every backend's sample op: splitmix64 of the seed and the
+// counter, top 24 bits -> [0, 1). Pure, so a request's tokens do not depend on batching.
+static inline float sample_uniform(uint64_t seed, uint64_t counter) {
+    uint64_t z = seed * 0x9e3779b97f4a7c15ull + counter * 0xd1b54a32d192ed03ull + 0x632be59bd9b4e019ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f);
+}
+
 typedef struct Ops {
     const char *name;
     DType act_dtype;  // dtype of activations and KV pages
@@ -128,18 +159,36 @@ typedef struct Ops {
 
     void *(*alloc)(size_t bytes); // backend memory, NULL on failure
     void (*free)(void *p);
-    int (*upload)(void *dst, const void *src, size_t bytes, void *stream);   // host -> backend
-    int (*download)(void *dst, const void *src, size_t bytes, void *stream); // backend -> host
-    int (*sync)(void *stream);
+    void *(*host_alloc)(size_t bytes); // host memory the backend copies from fastest (pinned)
+    void (*host_free)(void *p);
+    // A queue: the order ops run in and the state they share (for CUDA a stream, a cuBLAS
+    // handle and scratch memory). Every op takes one; ops on one queue run in call order.
+    // NULL on failure. ops_ref's queue is a dummy that carries no state.
+    void *(*queue_create)(void);
+    void (*queue_destroy)(void *queue);
+    // Copies in queue order. upload's src may be reused as soon as it returns, except memory
+    // from host_alloc, which must stay unchanged until the queue's next sync; download's
+    // dst is complete after the next sync.
+    int (*upload)(void *dst, const void *src, size_t bytes, void *queue);   // host -> backend
+    int (*download)(void *dst, const void *src, size_t bytes, void *queue); // backend -> host
+    int (*sync)(void *queue);
 
-    int (*embedding)(const EmbeddingParams *p, void *stream);
-    int (*rmsnorm)(const RmsNormParams *p, void *stream);
-    int (*gemm)(const GemmParams *p, void *stream);
-    int (*rope)(const RopeParams *p, void *stream);
-    int (*kv_write)(const KvWriteParams *p, void *stream);
-    int (*attention)(const AttentionParams *p, void *stream);
-    int (*silu_mul)(const SiluMulParams *p, void *stream);
-    int (*lm_head)(const LmHeadParams *p, void *stream);
+    int (*embedding)(const EmbeddingParams *p, void *queue);
+    int (*rmsnorm)(const RmsNormParams *p, void *queue);
+    int (*gemm)(const GemmParams *p, void *queue);
+    int (*rope_kv_write)(const RopeKvWriteParams *p, void *queue);
+    int (*attention)(const AttentionParams *p, void *queue);
+    int (*silu_mul)(const SiluMulParams *p, void *queue);
+    int (*lm_head)(const LmHeadParams *p, void *queue);
+    int (*sample)(const SampleParams *p, void *queue);
+
+    // Optional (NULL when the backend has none): record the ops issued on a queue between
+    // capture_begin and capture_end as a graph, and replay it with the same pointers and
+    // sizes (the contents of the buffers may change between replays).
+    int (*capture_begin)(void *queue);
+    int (*capture_end)(void *queue, void **graph);
+    int (*graph_launch)(void *graph, void *queue);
+    void (*graph_destroy)(void *graph);
 } Ops;
 
 extern const Ops ops_ref;

@@ -1,8 +1,9 @@
 // ops_ref: the plain-C reference backend (CPU, f32 activations, fp32 accumulation).
 //
 // This file holds the Ops table, the memory ops (backend memory is host memory) and the
-// element-wise and row-wise ops: embedding, rmsnorm, rope, kv_write, silu_mul. gemm and
-// lm_head live in ops_ref_gemm.c, attention in ops_ref_attention.c.
+// element-wise and row-wise ops: embedding, rmsnorm, rope_kv_write, silu_mul. gemm and
+// lm_head live in ops_ref_gemm.c, attention in ops_ref_attention.c, sample in
+// ops_ref_sample.c.
 //
 // Every op validates all of its arguments first (O(T) at most) and returns OPS_ERR_ARG
 // without writing anything when one is wrong. Shape rules shared by all ops: counts of
@@ -31,25 +32,30 @@ static void *ref_alloc(size_t bytes) {
 
 static void ref_free(void *p) { free(p); }
 
-static int ref_copy(void *dst, const void *src, size_t bytes, void *stream) {
-    (void)stream;
+static int ref_copy(void *dst, const void *src, size_t bytes, void *queue) {
+    (void)queue;
     if (bytes == 0) return OPS_OK;
     if (!dst || !src) return OPS_ERR_ARG;
     memmove(dst, src, bytes);
     return OPS_OK;
 }
 
-static int ref_sync(void *stream) {
-    (void)stream;
+static int ref_sync(void *queue) {
+    (void)queue;
     return OPS_OK;
 }
+
+// ops_ref keeps no per-queue state; the queue is a unique dummy so NULL can mean failure.
+static char ref_queue_token;
+static void *ref_queue_create(void) { return &ref_queue_token; }
+static void ref_queue_destroy(void *queue) { (void)queue; }
 
 int ops_ref_threads(void) { return omp_get_max_threads(); }
 
 // ---- embedding ----------------------------------------------------------------------------
 
-static int ref_embedding(const EmbeddingParams *p, void *stream) {
-    (void)stream;
+static int ref_embedding(const EmbeddingParams *p, void *queue) {
+    (void)queue;
     if (!p || !p->tokens || !p->table || !p->out || !ops_ref_dtype_ok(p->table_dtype))
         return OPS_ERR_ARG;
     if (p->n_tokens < 0 || p->dim < 1 || p->vocab < 1) return OPS_ERR_ARG;
@@ -68,8 +74,8 @@ static int ref_embedding(const EmbeddingParams *p, void *stream) {
 
 // Like Hugging Face LlamaRMSNorm in f32: out = weight * (h * (1 / sqrt(mean(h^2) + eps))),
 // where h = residual + x when a residual is given (and is stored back into residual).
-static int ref_rmsnorm(const RmsNormParams *p, void *stream) {
-    (void)stream;
+static int ref_rmsnorm(const RmsNormParams *p, void *queue) {
+    (void)queue;
     if (!p || !p->x || !p->weight || !p->out || !ops_ref_dtype_ok(p->weight_dtype))
         return OPS_ERR_ARG;
     if (p->n_rows < 0 || p->dim < 1 || !(p->eps >= 0.0f) || isinf(p->eps)) return OPS_ERR_ARG;
@@ -102,63 +108,54 @@ static int ref_rmsnorm(const RmsNormParams *p, void *stream) {
     return OPS_OK;
 }
 
-// ---- rope ---------------------------------------------------------------------------------
+// ---- rope_kv_write ------------------------------------------------------------------------
+
+// Rotates one head of Dh elements in place (rotate-half pairs i, i + Dh/2).
+static void rotate_head(float *x, const float *cos_t, const float *sin_t, size_t half) {
+    for (size_t i = 0; i < half; i++) {
+        float x0 = x[i], x1 = x[i + half];
+        x[i] = x0 * cos_t[i] - x1 * sin_t[i];
+        x[i + half] = x1 * cos_t[i] + x0 * sin_t[i];
+    }
+}
 
 // Positions must be >= 0. The angle is rounded to f32 before cos/sin, as PyTorch computes
 // it in f32 (inv_freq @ positions), so positions in the thousands match Hugging Face.
-static int ref_rope(const RopeParams *p, void *stream) {
-    (void)stream;
-    if (!p || !p->q || !p->k || !p->positions || !p->inv_freq) return OPS_ERR_ARG;
-    if (p->n_tokens < 0 || p->n_q_heads < 1 || p->n_kv_heads < 1 || p->head_dim < 2 ||
-        p->head_dim % 2 != 0)
+static int ref_rope_kv_write(const RopeKvWriteParams *p, void *queue) {
+    (void)queue;
+    if (!p || !p->qkv || !p->q_out || !p->k_cache || !p->v_cache || !p->positions || !p->slot_mapping ||
+        !p->inv_freq)
         return OPS_ERR_ARG;
-    for (int t = 0; t < p->n_tokens; t++)
-        if (p->positions[t] < 0) return OPS_ERR_ARG;
-
-    const size_t Dh = (size_t)p->head_dim, half = Dh / 2;
-    const size_t hq = (size_t)p->n_q_heads, hkv = (size_t)p->n_kv_heads;
-    float *q = p->q, *k = p->k;
-#pragma omp parallel for schedule(static) \
-    if ((size_t)p->n_tokens * (hq + hkv) * Dh > OPS_REF_PAR_MIN)
-    for (int t = 0; t < p->n_tokens; t++) {
-        float *qt = q + (size_t)t * hq * Dh, *kt = k + (size_t)t * hkv * Dh;
-        for (size_t i = 0; i < half; i++) {
-            float angle = (float)p->positions[t] * p->inv_freq[i];
-            float c = cosf(angle), s = sinf(angle);
-            for (size_t h = 0; h < hq + hkv; h++) {
-                float *x = h < hq ? qt + h * Dh : kt + (h - hq) * Dh;
-                float x0 = x[i], x1 = x[i + half];
-                x[i] = x0 * c - x1 * s;
-                x[i + half] = x1 * c + x0 * s;
-            }
-        }
-    }
-    return OPS_OK;
-}
-
-// ---- kv_write -----------------------------------------------------------------------------
-
-// Two tokens mapped to the same slot: which one the slot ends up holding is unspecified.
-static int ref_kv_write(const KvWriteParams *p, void *stream) {
-    (void)stream;
-    if (!p || !p->k || !p->v || !p->k_cache || !p->v_cache || !p->slot_mapping)
-        return OPS_ERR_ARG;
-    if (p->n_tokens < 0 || p->n_kv_heads < 1 || p->head_dim < 1 || p->block_size < 1 ||
-        p->num_blocks < 1)
+    if (p->n_tokens < 0 || p->n_q_heads < 1 || p->n_kv_heads < 1 || p->head_dim < 2 || p->head_dim % 2 != 0 ||
+        p->head_dim > 1024 || p->block_size < 1 || p->num_blocks < 1)
         return OPS_ERR_ARG;
     const int64_t n_slots = (int64_t)p->num_blocks * p->block_size;
     for (int t = 0; t < p->n_tokens; t++)
-        if (p->slot_mapping[t] >= n_slots) return OPS_ERR_ARG;
+        if (p->positions[t] < 0 || p->slot_mapping[t] >= n_slots) return OPS_ERR_ARG;
 
-    const size_t row = (size_t)p->n_kv_heads * (size_t)p->head_dim;
-    const float *k = p->k, *v = p->v;
-    float *kc = p->k_cache, *vc = p->v_cache;
-#pragma omp parallel for schedule(static) if ((size_t)p->n_tokens * row > OPS_REF_PAR_MIN)
+    const size_t Dh = (size_t)p->head_dim, half = Dh / 2;
+    const size_t hq = (size_t)p->n_q_heads, hkv = (size_t)p->n_kv_heads;
+    const size_t q_row = hq * Dh, kv_row = hkv * Dh, qkv_row = q_row + 2 * kv_row;
+    const float *qkv = p->qkv;
+    float *q_out = p->q_out, *kc = p->k_cache, *vc = p->v_cache;
+#pragma omp parallel for schedule(static) if ((size_t)p->n_tokens * qkv_row > OPS_REF_PAR_MIN)
     for (int t = 0; t < p->n_tokens; t++) {
+        float cos_t[512], sin_t[512];
+        for (size_t i = 0; i < half; i++) {
+            float angle = (float)p->positions[t] * p->inv_freq[i];
+            cos_t[i] = cosf(angle);
+            sin_t[i] = sinf(angle);
+        }
+        const float *src = qkv + (size_t)t * qkv_row;
+        float *q = q_out + (size_t)t * q_row;
+        memcpy(q, src, q_row * sizeof(float));
+        for (size_t h = 0; h < hq; h++) rotate_head(q + h * Dh, cos_t, sin_t, half);
         int64_t slot = p->slot_mapping[t];
         if (slot < 0) continue;
-        memcpy(kc + (size_t)slot * row, k + (size_t)t * row, row * sizeof(float));
-        memcpy(vc + (size_t)slot * row, v + (size_t)t * row, row * sizeof(float));
+        float *k = kc + (size_t)slot * kv_row;
+        memcpy(k, src + q_row, kv_row * sizeof(float));
+        for (size_t h = 0; h < hkv; h++) rotate_head(k + h * Dh, cos_t, sin_t, half);
+        memcpy(vc + (size_t)slot * kv_row, src + q_row + kv_row, kv_row * sizeof(float));
     }
     return OPS_OK;
 }
@@ -166,8 +163,8 @@ static int ref_kv_write(const KvWriteParams *p, void *stream) {
 // ---- silu_mul -----------------------------------------------------------------------------
 
 // out may alias gate or up only when in_stride == dim (then it is element-wise in place).
-static int ref_silu_mul(const SiluMulParams *p, void *stream) {
-    (void)stream;
+static int ref_silu_mul(const SiluMulParams *p, void *queue) {
+    (void)queue;
     if (!p || !p->gate || !p->up || !p->out) return OPS_ERR_ARG;
     if (p->n_rows < 0 || p->dim < 1 || p->in_stride < p->dim) return OPS_ERR_ARG;
 
@@ -191,15 +188,19 @@ const Ops ops_ref = {
     .host_memory = true,
     .alloc = ref_alloc,
     .free = ref_free,
+    .host_alloc = ref_alloc,
+    .host_free = ref_free,
+    .queue_create = ref_queue_create,
+    .queue_destroy = ref_queue_destroy,
     .upload = ref_copy,
     .download = ref_copy,
     .sync = ref_sync,
     .embedding = ref_embedding,
     .rmsnorm = ref_rmsnorm,
     .gemm = ops_ref_gemm,
-    .rope = ref_rope,
-    .kv_write = ref_kv_write,
+    .rope_kv_write = ref_rope_kv_write,
     .attention = ops_ref_attention,
     .silu_mul = ref_silu_mul,
     .lm_head = ops_ref_lm_head,
+    .sample = ops_ref_sample,
 };

@@ -34,6 +34,7 @@ static int check_params(const AttentionParams *p, int *max_ctx) {
         int n_q = p->q_start[s + 1] - p->q_start[s];
         int n_blocks = p->kv_indptr[s + 1] - p->kv_indptr[s];
         if (p->ctx_len[s] < n_q) return OPS_ERR_ARG;
+        if (n_q > p->max_q_len || p->ctx_len[s] > p->max_ctx_len) return OPS_ERR_ARG; // the launch bounds
         int64_t needed = ((int64_t)p->ctx_len[s] + p->block_size - 1) / p->block_size;
         if (n_blocks < needed) return OPS_ERR_ARG;
         if (p->ctx_len[s] > max) max = p->ctx_len[s];
@@ -44,8 +45,8 @@ static int check_params(const AttentionParams *p, int *max_ctx) {
     return OPS_OK;
 }
 
-int ops_ref_attention(const AttentionParams *p, void *stream) {
-    (void)stream;
+int ops_ref_attention(const AttentionParams *p, void *queue) {
+    (void)queue;
     int max_ctx = 0;
     int rc = check_params(p, &max_ctx);
     if (rc != OPS_OK || p->n_tokens == 0) return rc;

@@ -91,15 +91,15 @@ static int gemm_core(const float *x, const int32_t *rows, int m, const void *w, 
     return OPS_OK;
 }
 
-int ops_ref_gemm(const GemmParams *p, void *stream) {
-    (void)stream;
+int ops_ref_gemm(const GemmParams *p, void *queue) {
+    (void)queue;
     if (!p || !p->x || !p->w || !p->out || !ops_ref_dtype_ok(p->w_dtype)) return OPS_ERR_ARG;
     if (p->m < 0 || p->n < 1 || p->k < 1) return OPS_ERR_ARG;
     return gemm_core(p->x, NULL, p->m, p->w, p->w_dtype, p->n, p->k, p->out);
 }
 
-int ops_ref_lm_head(const LmHeadParams *p, void *stream) {
-    (void)stream;
+int ops_ref_lm_head(const LmHeadParams *p, void *queue) {
+    (void)queue;
     if (!p || !p->hidden || !p->rows || !p->w || !p->logits || !ops_ref_dtype_ok(p->w_dtype))
         return OPS_ERR_ARG;
     if (p->n_rows < 0 || p->n_tokens < 0 || p->dim < 1 || p->vocab < 1) return OPS_ERR_ARG;

@@ -14,9 +14,10 @@
 // OpenMP team costs more than it saves.
 #define OPS_REF_PAR_MIN 32768
 
-int ops_ref_gemm(const GemmParams *p, void *stream);       // ops_ref_gemm.c
-int ops_ref_lm_head(const LmHeadParams *p, void *stream);  // ops_ref_gemm.c
-int ops_ref_attention(const AttentionParams *p, void *stream); // ops_ref_attention.c
+int ops_ref_gemm(const GemmParams *p, void *queue);        // ops_ref_gemm.c
+int ops_ref_lm_head(const LmHeadParams *p, void *queue);   // ops_ref_gemm.c
+int ops_ref_attention(const AttentionParams *p, void *queue);  // ops_ref_attention.c
+int ops_ref_sample(const SampleParams *p, void *queue);      // ops_ref_sample.c
 
 static inline int ops_ref_dtype_ok(DType t) { return t == DT_F32 || t == DT_F16 || t == DT_BF16; }
 

@@ -2,10 +2,10 @@
 //
 //   h = embed(tokens)
 //   per layer:  x = rmsnorm(h)                    (fused: h += delta of the previous block)
-//               q,k,v = x Wq, x Wk, x Wv ; rope(q, k) ; write k,v to pages
+//               qkv = x Wqkv ; q = rope(q) ; write rope(k), v to pages
 //               delta = attention(q, pages) Wo
 //               x = rmsnorm(h += delta)
-//               delta = (silu(x Wgate) * (x Wup)) Wdown
+//               gate|up = x Wgate|up ; delta = (silu(gate) * up) Wdown
 //   x = final_norm(h += delta) ; logits = x[rows] Wlm
 #include <math.h>
 #include <string.h>
@@ -38,9 +38,11 @@ static MxStatus check_batch(const Model *m, const Batch *b) {
     return MX_OK;
 }
 
+// Packs the batch into the staging buffer, laid out like the workspace's batch region,
+// and moves it with one upload.
 static MxStatus upload_batch(Model *m, const Batch *b) {
     const Workspace *ws = &m->ws;
-    struct { void *dst; const void *src; size_t bytes; } copies[] = {
+    struct { void *dst; const void *src; size_t bytes; } parts[] = {
         {ws->tokens, b->tokens, (size_t)b->n_tokens * sizeof(int32_t)},
         {ws->positions, b->positions, (size_t)b->n_tokens * sizeof(int32_t)},
         {ws->slots, b->slot_mapping, (size_t)b->n_tokens * sizeof(int64_t)},
@@ -50,15 +52,22 @@ static MxStatus upload_batch(Model *m, const Batch *b) {
         {ws->kv_indices, b->kv_indices, (size_t)b->n_kv_indices * sizeof(int32_t)},
         {ws->rows, b->logits_rows, (size_t)b->n_rows * sizeof(int32_t)},
     };
-    for (size_t i = 0; i < sizeof copies / sizeof *copies; i++)
-        if (copies[i].bytes && m->ops->upload(copies[i].dst, copies[i].src, copies[i].bytes, m->stream) != OPS_OK)
-            return mx_fail(MX_ERR_OPS, "uploading the batch");
+    // The previous step's upload may still read the staging buffer until a sync.
+    if (m->ops->sync(m->queue) != OPS_OK) return mx_fail(MX_ERR_OPS, "waiting for the previous step");
+    size_t end = 0; // bytes of the region in use
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        size_t offset = (size_t)((char *)parts[i].dst - (char *)ws->base) - ws->batch_offset;
+        if (parts[i].bytes) memcpy(ws->staging + offset, parts[i].src, parts[i].bytes);
+        if (offset + parts[i].bytes > end) end = offset + parts[i].bytes;
+    }
+    if (m->ops->upload((char *)ws->base + ws->batch_offset, ws->staging, end, m->queue) != OPS_OK)
+        return mx_fail(MX_ERR_OPS, "uploading the batch");
     return MX_OK;
 }
 
 static MxStatus gemm(Model *m, const void *x, Weight w, void *out, int rows, int n, int k) {
     GemmParams p = {.x = x, .w = w.data, .w_dtype = w.dtype, .out = out, .m = rows, .n = n, .k = k};
-    OPS_CALL(m->ops->gemm(&p, m->stream), "gemm");
+    OPS_CALL(m->ops->gemm(&p, m->queue), "gemm");
     return MX_OK;
 }
 
@@ -68,8 +77,18 @@ static MxStatus add_norm(Model *m, const void *delta, Weight w, int t) {
     RmsNormParams p = {.x = delta ? delta : ws->h, .residual = delta ? ws->h : NULL, .weight = w.data,
                        .weight_dtype = w.dtype, .out = ws->x, .n_rows = t, .dim = m->cfg.hidden_size,
                        .eps = m->cfg.rms_norm_eps};
-    OPS_CALL(m->ops->rmsnorm(&p, m->stream), "rmsnorm");
+    OPS_CALL(m->ops->rmsnorm(&p, m->queue), "rmsnorm");
     return MX_OK;
+}
+
+// The longest query run and context of the batch: the attention launch's bounds.
+static void batch_bounds(const Batch *b, int *max_q, int *max_ctx) {
+    *max_q = *max_ctx = 0;
+    for (int s = 0; s < b->n_seqs; s++) {
+        int n_q = b->q_start[s + 1] - b->q_start[s];
+        if (n_q > *max_q) *max_q = n_q;
+        if (b->ctx_len[s] > *max_ctx) *max_ctx = b->ctx_len[s];
+    }
 }
 
 static MxStatus attention_block(Model *m, const Batch *b, int l) {
@@ -77,25 +96,22 @@ static MxStatus attention_block(Model *m, const Batch *b, int l) {
     const LayerWeights *w = &m->w.layers[l];
     Workspace *ws = &m->ws;
     int t = b->n_tokens, d = c->hidden_size, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-    MxStatus st;
-    if ((st = gemm(m, ws->x, w->wq, ws->q, t, qd, d)) || (st = gemm(m, ws->x, w->wk, ws->k, t, kvd, d)) ||
-        (st = gemm(m, ws->x, w->wv, ws->v, t, kvd, d)))
-        return st;
+    MxStatus st = gemm(m, ws->x, w->wqkv, ws->qkv, t, qd + 2 * kvd, d);
+    if (st) return st;
 
-    RopeParams rope = {.q = ws->q, .k = ws->k, .positions = ws->positions, .inv_freq = m->inv_freq, .n_tokens = t,
-                       .n_q_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim};
-    OPS_CALL(m->ops->rope(&rope, m->stream), "rope");
-    KvWriteParams kvw = {.k = ws->k, .v = ws->v, .k_cache = m->k_cache[l], .v_cache = m->v_cache[l],
-                         .slot_mapping = ws->slots, .n_tokens = t, .n_kv_heads = c->n_kv_heads,
-                         .head_dim = c->head_dim, .block_size = m->opt.block_size, .num_blocks = m->opt.kv_blocks};
-    OPS_CALL(m->ops->kv_write(&kvw, m->stream), "kv_write");
+    RopeKvWriteParams rkv = {.qkv = ws->qkv, .q_out = ws->q, .k_cache = m->k_cache[l], .v_cache = m->v_cache[l],
+                             .positions = ws->positions, .slot_mapping = ws->slots, .inv_freq = m->inv_freq,
+                             .n_tokens = t, .n_q_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
+                             .head_dim = c->head_dim, .block_size = m->opt.block_size, .num_blocks = m->opt.kv_blocks};
+    OPS_CALL(m->ops->rope_kv_write(&rkv, m->queue), "rope_kv_write");
     AttentionParams att = {.q = ws->q, .k_cache = m->k_cache[l], .v_cache = m->v_cache[l], .out = ws->attn,
                            .q_start = ws->q_start, .ctx_len = ws->ctx_len, .kv_indptr = ws->kv_indptr,
                            .kv_indices = ws->kv_indices, .n_seqs = b->n_seqs, .n_tokens = t,
                            .n_q_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
                            .block_size = m->opt.block_size, .num_blocks = m->opt.kv_blocks,
                            .sliding_window = c->sliding_window, .scale = 1.0f / sqrtf((float)c->head_dim)};
-    OPS_CALL(m->ops->attention(&att, m->stream), "attention");
+    batch_bounds(b, &att.max_q_len, &att.max_ctx_len);
+    OPS_CALL(m->ops->attention(&att, m->queue), "attention");
     return gemm(m, ws->attn, w->wo, ws->delta, t, d, qd);
 }
 
@@ -103,14 +119,13 @@ static MxStatus mlp_block(Model *m, int t, int l) {
     const ModelConfig *c = &m->cfg;
     const LayerWeights *w = &m->w.layers[l];
     Workspace *ws = &m->ws;
-    MxStatus st;
-    if ((st = gemm(m, ws->x, w->w_gate, ws->gate, t, c->intermediate_size, c->hidden_size)) ||
-        (st = gemm(m, ws->x, w->w_up, ws->up, t, c->intermediate_size, c->hidden_size)))
-        return st;
-    SiluMulParams p = {.gate = ws->gate, .up = ws->up, .out = ws->act, .n_rows = t, .dim = c->intermediate_size,
-                       .in_stride = c->intermediate_size};
-    OPS_CALL(m->ops->silu_mul(&p, m->stream), "silu_mul");
-    return gemm(m, ws->act, w->w_down, ws->delta, t, c->hidden_size, c->intermediate_size);
+    int in = c->intermediate_size;
+    MxStatus st = gemm(m, ws->x, w->w_gate_up, ws->gate_up, t, 2 * in, c->hidden_size);
+    if (st) return st;
+    SiluMulParams p = {.gate = ws->gate_up, .up = (char *)ws->gate_up + (size_t)in * dtype_size(m->ops->act_dtype),
+                       .out = ws->act, .n_rows = t, .dim = in, .in_stride = 2 * in};
+    OPS_CALL(m->ops->silu_mul(&p, m->queue), "silu_mul");
+    return gemm(m, ws->act, w->w_down, ws->delta, t, c->hidden_size, in);
 }
 
 MxStatus model_forward(Model *m, const Batch *b, float *logits) {
@@ -122,7 +137,7 @@ MxStatus model_forward(Model *m, const Batch *b, float *logits) {
 
     EmbeddingParams emb = {.tokens = ws->tokens, .table = m->w.embed.data, .table_dtype = m->w.embed.dtype,
                            .out = ws->h, .n_tokens = t, .dim = c->hidden_size, .vocab = c->vocab_size};
-    OPS_CALL(m->ops->embedding(&emb, m->stream), "embedding");
+    OPS_CALL(m->ops->embedding(&emb, m->queue), "embedding");
     for (int l = 0; l < c->n_layers; l++) {
         const LayerWeights *w = &m->w.layers[l];
         if ((st = add_norm(m, l ? ws->delta : NULL, w->attn_norm, t)) || (st = attention_block(m, b, l)) ||
@@ -135,9 +150,9 @@ MxStatus model_forward(Model *m, const Batch *b, float *logits) {
     LmHeadParams lm = {.hidden = ws->x, .rows = ws->rows, .w = m->w.lm_head.data, .w_dtype = m->w.lm_head.dtype,
                        .logits = ws->logits, .n_rows = b->n_rows, .n_tokens = t, .dim = c->hidden_size,
                        .vocab = c->vocab_size};
-    OPS_CALL(m->ops->lm_head(&lm, m->stream), "lm_head");
+    OPS_CALL(m->ops->lm_head(&lm, m->queue), "lm_head");
     size_t bytes = (size_t)b->n_rows * (size_t)c->vocab_size * sizeof(float);
-    if (m->ops->download(logits, ws->logits, bytes, m->stream) != OPS_OK || m->ops->sync(m->stream) != OPS_OK)
+    if (m->ops->download(logits, ws->logits, bytes, m->queue) != OPS_OK || m->ops->sync(m->queue) != OPS_OK)
         return mx_fail(MX_ERR_OPS, "downloading logits");
     return MX_OK;
 }

@@ -6,8 +6,8 @@
 #include "alloc.h"
 
 ModelOptions model_options_default(void) {
-    return (ModelOptions){.block_size = 16, .kv_blocks = 0, .max_step_tokens = 512, .max_step_seqs = 64,
-                          .max_logit_rows = 64};
+    return (ModelOptions){.block_size = 16, .kv_blocks = 0, .kv_fraction = 0.9, .max_step_tokens = 512,
+                          .max_step_seqs = 64, .max_logit_rows = 64};
 }
 
 // Carves aligned sub-buffers out of one allocation: a first pass with base == NULL sizes it.
@@ -27,18 +27,19 @@ static void workspace_layout(Carver *c, Workspace *ws, const Model *m) {
     const ModelConfig *cfg = &m->cfg;
     const ModelOptions *o = &m->opt;
     size_t t = (size_t)o->max_step_tokens, a = dtype_size(m->ops->act_dtype);
+    size_t d = (size_t)cfg->hidden_size, in = (size_t)cfg->intermediate_size;
     size_t qd = (size_t)cfg->n_heads * cfg->head_dim, kvd = (size_t)cfg->n_kv_heads * cfg->head_dim;
-    ws->h = carve(c, t * (size_t)cfg->hidden_size * a);
-    ws->x = carve(c, t * (size_t)cfg->hidden_size * a);
-    ws->delta = carve(c, t * (size_t)cfg->hidden_size * a);
+    ws->h = carve(c, t * d * a);
+    ws->x = carve(c, t * d * a);
+    ws->delta = carve(c, t * d * a);
+    ws->qkv = carve(c, t * (qd + 2 * kvd) * a);
     ws->q = carve(c, t * qd * a);
-    ws->k = carve(c, t * kvd * a);
-    ws->v = carve(c, t * kvd * a);
     ws->attn = carve(c, t * qd * a);
-    ws->gate = carve(c, t * (size_t)cfg->intermediate_size * a);
-    ws->up = carve(c, t * (size_t)cfg->intermediate_size * a);
-    ws->act = carve(c, t * (size_t)cfg->intermediate_size * a);
+    ws->gate_up = carve(c, t * 2 * in * a);
+    ws->act = carve(c, t * in * a);
     ws->logits = carve(c, (size_t)o->max_logit_rows * (size_t)cfg->vocab_size * sizeof(float));
+    // The batch region last and contiguous, so one upload moves it.
+    ws->batch_offset = (c->used + 255) & ~(size_t)255;
     ws->tokens = carve(c, t * sizeof(int32_t));
     ws->positions = carve(c, t * sizeof(int32_t));
     ws->slots = carve(c, t * sizeof(int64_t));
@@ -47,15 +48,47 @@ static void workspace_layout(Carver *c, Workspace *ws, const Model *m) {
     ws->kv_indptr = carve(c, ((size_t)o->max_step_seqs + 1) * sizeof(int32_t));
     ws->kv_indices = carve(c, (size_t)m->max_kv_indices * sizeof(int32_t));
     ws->rows = carve(c, (size_t)o->max_logit_rows * sizeof(int32_t));
+    ws->batch_bytes = c->used - ws->batch_offset;
 }
 
 static MxStatus check_options(const ModelOptions *o) {
     if (o->block_size <= 0 || o->block_size > 1024) return mx_fail(MX_ERR_ARG, "block size %d not in [1, 1024]", o->block_size);
-    if (o->kv_blocks <= 0) return mx_fail(MX_ERR_ARG, "KV pool needs at least one block");
+    if (o->kv_blocks < 0) return mx_fail(MX_ERR_ARG, "KV pool of %d blocks", o->kv_blocks);
+    if (o->kv_blocks == 0 && !(o->kv_fraction > 0.0 && o->kv_fraction <= 1.0))
+        return mx_fail(MX_ERR_ARG, "KV fraction %g not in (0, 1]", o->kv_fraction);
     if (o->max_step_tokens <= 0 || o->max_step_seqs <= 0 || o->max_logit_rows <= 0)
         return mx_fail(MX_ERR_ARG, "step capacities must be positive");
+    if (o->max_step_tokens > (1 << 24) || o->max_step_seqs > (1 << 20) || o->max_logit_rows > (1 << 20))
+        return mx_fail(MX_ERR_ARG, "step capacities are too large");
     if ((int64_t)o->kv_blocks * o->block_size > INT32_MAX)
         return mx_fail(MX_ERR_ARG, "KV pool of %d blocks x %d tokens is too large", o->kv_blocks, o->block_size);
+    return MX_OK;
+}
+
+// Bytes of one KV block over all layers (K and V).
+static uint64_t kv_block_bytes(const Model *m) {
+    const ModelConfig *c = &m->cfg;
+    return 2ull * (uint64_t)c->n_layers * (uint64_t)m->opt.block_size * (uint64_t)c->n_kv_heads *
+           (uint64_t)c->head_dim * dtype_size(m->ops->act_dtype);
+}
+
+// --kv-blocks, or --kv-fraction of what the backend has left, capped at what max_step_seqs
+// sequences of the full context can use (more could never be live at once).
+static MxStatus size_kv_pool(Model *m) {
+    uint64_t per_block = kv_block_bytes(m);
+    int64_t cap = (int64_t)m->opt.max_step_seqs * blocks_for_tokens(m->cfg.max_positions, m->opt.block_size);
+    if (cap > INT32_MAX / m->opt.block_size) cap = INT32_MAX / m->opt.block_size;
+    if (m->opt.kv_blocks > 0) return MX_OK;
+    size_t free_bytes, total;
+    MxStatus st = backend_memory(&m->backend, &free_bytes, &total);
+    if (st) return st;
+    double budget = (double)free_bytes * m->opt.kv_fraction;
+    int64_t blocks = (int64_t)(budget / (double)per_block);
+    if (blocks > cap) blocks = cap;
+    if (blocks < 1)
+        return mx_fail(MX_ERR_NOMEM, "no memory left for the KV cache: %.1f MiB free, one block needs %.1f MiB",
+                       (double)free_bytes / 1048576.0, (double)per_block / 1048576.0);
+    m->opt.kv_blocks = (int)blocks;
     return MX_OK;
 }
 
@@ -76,17 +109,21 @@ static MxStatus alloc_kv(Model *m) {
             return mx_fail(MX_ERR_NOMEM, "KV cache: %d blocks of %d tokens (%llu bytes per layer)", m->opt.kv_blocks,
                            m->opt.block_size, (unsigned long long)layer_bytes * 2);
     }
+    m->plan.kv_bytes = (uint64_t)layer_bytes * 2 * (uint64_t)c->n_layers;
+    m->plan.kv_blocks = m->opt.kv_blocks;
+    m->plan.block_size = m->opt.block_size;
+    m->plan.kv_tokens = (int64_t)m->opt.kv_blocks * m->opt.block_size;
     return MX_OK;
 }
 
-static MxStatus load_parts(Model *m, const char *dir) {
-    MxStatus st = weights_load(dir, &m->cfg, m->ops, m->stream, &m->w);
-    if (st) return st;
-    if ((st = block_pool_init(&m->pool, m->opt.kv_blocks)) || (st = alloc_kv(m))) return st;
-
-    // Each sequence of a step can reference at most the blocks of a full context.
-    int64_t max_kv = (int64_t)m->opt.max_step_seqs * blocks_for_tokens(m->cfg.max_positions, m->opt.block_size);
-    if (max_kv > m->opt.kv_blocks + (int64_t)m->opt.max_step_seqs) max_kv = m->opt.kv_blocks + m->opt.max_step_seqs;
+static MxStatus alloc_workspace(Model *m) {
+    // Each sequence of a step can reference at most the blocks of a full context; the bound
+    // uses the configured pool (or its largest possible size when the pool is sized later).
+    int64_t per_seq = blocks_for_tokens(m->cfg.max_positions, m->opt.block_size);
+    int64_t max_kv = (int64_t)m->opt.max_step_seqs * per_seq;
+    if (m->opt.kv_blocks > 0 && max_kv > m->opt.kv_blocks + (int64_t)m->opt.max_step_seqs)
+        max_kv = m->opt.kv_blocks + m->opt.max_step_seqs;
+    if (max_kv > INT32_MAX / 4) return mx_fail(MX_ERR_ARG, "step capacities are too large for this context length");
     m->max_kv_indices = (int)max_kv;
 
     Carver sizer = {0};
@@ -95,22 +132,36 @@ static MxStatus load_parts(Model *m, const char *dir) {
     if (!real.base) return mx_fail(MX_ERR_NOMEM, "activation workspace of %zu bytes", sizer.used);
     workspace_layout(&real, &m->ws, m);
     m->ws.base = real.base;
+    m->ws.staging = m->ops->host_alloc(m->ws.batch_bytes);
+    if (!m->ws.staging) return mx_fail(MX_ERR_NOMEM, "batch staging buffer of %zu bytes", m->ws.batch_bytes);
+    m->plan.workspace_bytes = sizer.used;
+    return MX_OK;
+}
+
+static MxStatus load_parts(Model *m, const char *dir) {
+    MxStatus st = backend_queue_create(&m->backend, m->opt.gemm, &m->queue);
+    if (st || (st = weights_load(dir, &m->cfg, m->ops, m->queue, m->opt.progress, &m->w))) return st;
+    m->plan.weight_bytes = m->w.bytes;
+    if ((st = alloc_workspace(m)) || (st = size_kv_pool(m))) return st;
+    if ((st = block_pool_init(&m->pool, m->opt.kv_blocks)) || (st = alloc_kv(m))) return st;
 
     int half = m->cfg.head_dim / 2;
     float inv_freq[512];
     model_config_rope_inv_freq(&m->cfg, inv_freq);
     m->inv_freq = m->ops->alloc((size_t)half * sizeof(float));
     if (!m->inv_freq) return mx_fail(MX_ERR_NOMEM, "rope table");
-    if (m->ops->upload(m->inv_freq, inv_freq, (size_t)half * sizeof(float), m->stream) != OPS_OK)
+    if (m->ops->upload(m->inv_freq, inv_freq, (size_t)half * sizeof(float), m->queue) != OPS_OK ||
+        m->ops->sync(m->queue) != OPS_OK)
         return mx_fail(MX_ERR_OPS, "uploading the rope table");
     return MX_OK;
 }
 
-MxStatus model_load(const char *dir, const Ops *ops, const ModelOptions *opt, Model *m) {
+MxStatus model_load(const char *dir, const Backend *backend, const ModelOptions *opt, Model *m) {
     memset(m, 0, sizeof *m);
     MxStatus st = check_options(opt);
     if (st) return st;
-    m->ops = ops;
+    m->backend = *backend;
+    m->ops = backend->ops;
     m->opt = *opt;
     if ((st = model_config_load(dir, &m->cfg))) {
         memset(m, 0, sizeof *m);
@@ -122,18 +173,28 @@ MxStatus model_load(const char *dir, const Ops *ops, const ModelOptions *opt, Mo
 
 void model_free(Model *m) {
     if (m->ops) {
+        if (m->queue) m->ops->sync(m->queue); // nothing may still be using what is freed below
         for (int l = 0; m->k_cache && l < m->cfg.n_layers; l++) m->ops->free(m->k_cache[l]);
         for (int l = 0; m->v_cache && l < m->cfg.n_layers; l++) m->ops->free(m->v_cache[l]);
         m->ops->free(m->ws.base);
+        m->ops->host_free(m->ws.staging);
         m->ops->free(m->inv_freq);
     }
     mx_free(m->k_cache);
     mx_free(m->v_cache);
     block_pool_destroy(&m->pool);
     weights_free(&m->w);
+    if (m->ops && m->queue) m->ops->queue_destroy(m->queue);
     memset(m, 0, sizeof *m);
 }
 
 MxStatus model_batch_init(const Model *m, Batch *b) {
     return batch_init(b, m->opt.max_step_tokens, m->opt.max_step_seqs, m->max_kv_indices, m->opt.max_logit_rows);
+}
+
+void model_plan_describe(const MemoryPlan *p, char *buf, size_t len) {
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    snprintf(buf, len, "weights %.2f GiB, workspace %.2f GiB, KV %.2f GiB = %d blocks x %d = %lld tokens",
+             (double)p->weight_bytes / gib, (double)p->workspace_bytes / gib, (double)p->kv_bytes / gib, p->kv_blocks,
+             p->block_size, (long long)p->kv_tokens);
 }

@@ -4,6 +4,7 @@
 #define MYRMEX_MODEL_H
 
 #include "../kernels/kernels.h"
+#include "backend.h"
 #include "batch.h"
 #include "kv_cache.h"
 #include "model_config.h"
@@ -11,14 +12,26 @@
 
 typedef struct ModelOptions {
     int block_size;      // tokens per KV block (default 16)
-    int kv_blocks;       // KV pool size in blocks; required > 0
+    int kv_blocks;       // KV pool size in blocks; 0: sized by kv_fraction
+    double kv_fraction;  // with kv_blocks 0: this fraction of the backend memory left after
+                         // weights and workspace (default 0.9), capped at what max_step_seqs
+                         // full-length sequences can use
     int max_step_tokens; // T capacity of one forward (default 512)
     int max_step_seqs;   // S capacity of one forward (default 64)
     int max_logit_rows;  // R capacity of one forward (default max_step_seqs)
+    const char *gemm;    // GEMM kernels on CUDA: NULL/"auto", "cublas", "skinny", "mma", "wgmma"
+    void (*progress)(int layers_done, int layers_total); // weight loading progress, or NULL
 } ModelOptions;
 
-// Defaults as documented above (kv_blocks = 0: the caller sizes the pool).
+// Defaults as documented above.
 ModelOptions model_options_default(void);
+
+// Where the memory went, for the start-up plan and `inspect`.
+typedef struct MemoryPlan {
+    uint64_t weight_bytes, workspace_bytes, kv_bytes; // in backend memory (weights: as loaded)
+    int kv_blocks, block_size;
+    int64_t kv_tokens;                                // kv_blocks * block_size
+} MemoryPlan;
 
 // Activation buffers for one step, in backend memory (shapes for T = max_step_tokens).
 typedef struct Workspace {
@@ -26,31 +39,43 @@ typedef struct Workspace {
     void *h;                  // [T, D] residual stream
     void *x;                  // [T, D] normalised input of the next block
     void *delta;              // [T, D] output of attention or MLP, added to h
-    void *q, *k, *v;          // [T, Hq*Dh], [T, Hkv*Dh], [T, Hkv*Dh]
-    void *attn;               // [T, Hq*Dh]
-    void *gate, *up, *act;    // [T, I]
+    void *qkv;                // [T, (Hq + 2*Hkv) * Dh] fused projection
+    void *q;                  // [T, Hq * Dh] rotated queries
+    void *attn;               // [T, Hq * Dh]
+    void *gate_up;            // [T, 2*I] fused projection
+    void *act;                // [T, I]
     float *logits;            // [R, V] f32
-    int32_t *tokens, *positions, *q_start, *ctx_len, *kv_indptr, *kv_indices, *rows; // batch copy
+    // The step's batch, copied in one upload from `staging` (host memory from host_alloc
+    // laid out the same way): [batch_offset, batch_offset + batch_bytes) of base.
+    int32_t *tokens, *positions, *q_start, *ctx_len, *kv_indptr, *kv_indices, *rows;
     int64_t *slots;
+    size_t batch_offset, batch_bytes;
+    char *staging;
 } Workspace;
 
 typedef struct Model {
     ModelConfig cfg;
     ModelOptions opt;
-    const Ops *ops;
-    void *stream;
+    Backend backend;
+    const Ops *ops;            // backend.ops
+    void *queue;               // the model's queue (Ops.queue_create)
     ModelWeights w;
     BlockPool pool;
     void **k_cache, **v_cache; // [n_layers] each [kv_blocks, block_size, Hkv, Dh] act
     float *inv_freq;           // [Dh / 2] backend memory
     Workspace ws;
     int max_kv_indices;        // capacity of the batch's kv_indices
+    MemoryPlan plan;
 } Model;
 
-// Loads DIR (config.json + safetensors) onto ops. On error returns the config, safetensors
-// or weights code (or MX_ERR_NOMEM for backend memory) and leaves *m zeroed.
-MxStatus model_load(const char *dir, const Ops *ops, const ModelOptions *opt, Model *m);
+// Loads DIR (config.json + safetensors) onto the backend. On error returns the config,
+// safetensors or weights code (MX_ERR_NOMEM for backend memory, MX_ERR_ARG for bad
+// options) and leaves *m zeroed.
+MxStatus model_load(const char *dir, const Backend *backend, const ModelOptions *opt, Model *m);
 void model_free(Model *m);
+
+// "weights 24.2 GiB, workspace 1.1 GiB, KV 96.0 GiB = 6144 blocks x 16 = 98304 tokens"
+void model_plan_describe(const MemoryPlan *p, char *buf, size_t len);
 
 // A Batch sized for this model's capacities; release with batch_destroy.
 MxStatus model_batch_init(const Model *m, Batch *b);

@@ -23,62 +23,120 @@ static int max_layer_index(const TensorSet *s) {
     return max;
 }
 
-static MxStatus bind(ModelWeights *w, void *stream, const char *name, int64_t rows, int64_t cols, Weight *out) {
-    const StTensor *t = tensor_set_find(&w->files, name);
-    if (!t) return mx_fail(MX_ERR_TENSOR_MISSING, "%s", name);
-    int dt = st_dtype_to_dtype(t->dtype);
-    if (dt < 0) return mx_fail(MX_ERR_TENSOR_DTYPE, "%s is %s", name, st_dtype_name(t->dtype));
-    int want_rank = cols > 0 ? 2 : 1;
-    if (t->rank != want_rank || t->shape[0] != rows || (cols > 0 && t->shape[1] != cols)) {
+// One checkpoint tensor that becomes (part of) a weight: its name and the shape the config implies.
+typedef struct Part {
+    const char *name;
+    int64_t rows, cols; // cols 0: a vector
+    const StTensor *t;
+} Part;
+
+static MxStatus find_part(const ModelWeights *w, Part *p) {
+    const StTensor *t = tensor_set_find(&w->files, p->name);
+    if (!t) return mx_fail(MX_ERR_TENSOR_MISSING, "%s", p->name);
+    if (st_dtype_to_dtype(t->dtype) < 0) return mx_fail(MX_ERR_TENSOR_DTYPE, "%s is %s", p->name, st_dtype_name(t->dtype));
+    int want_rank = p->cols > 0 ? 2 : 1;
+    if (t->rank != want_rank || t->shape[0] != p->rows || (p->cols > 0 && t->shape[1] != p->cols)) {
         char got[96] = "";
         for (int i = 0, n = 0; i < t->rank && n < (int)sizeof got - 24; i++)
             n += snprintf(got + n, sizeof got - (size_t)n, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-        if (cols > 0)
-            return mx_fail(MX_ERR_TENSOR_SHAPE, "%s is [%s], config implies [%lld, %lld]", name, got,
-                           (long long)rows, (long long)cols);
-        return mx_fail(MX_ERR_TENSOR_SHAPE, "%s is [%s], config implies [%lld]", name, got, (long long)rows);
+        if (p->cols > 0)
+            return mx_fail(MX_ERR_TENSOR_SHAPE, "%s is [%s], config implies [%lld, %lld]", p->name, got,
+                           (long long)p->rows, (long long)p->cols);
+        return mx_fail(MX_ERR_TENSOR_SHAPE, "%s is [%s], config implies [%lld]", p->name, got, (long long)p->rows);
     }
-    out->dtype = (DType)dt;
-    w->bytes += t->nbytes;
-    // The format does not promise aligned data offsets: an unaligned tensor is copied even
-    // on a host-memory backend, so the ops may read it as float / uint16_t.
-    if (w->ops->host_memory && (uintptr_t)t->data % dtype_size(out->dtype) == 0) {
-        out->data = t->data;
-        return MX_OK;
-    }
-    void *copy = w->ops->alloc(t->nbytes);
-    if (!copy) return mx_fail(MX_ERR_NOMEM, "backend memory for %s (%llu bytes)", name, (unsigned long long)t->nbytes);
-    w->owned[w->n_owned++] = copy;
-    if (w->ops->upload(copy, t->data, t->nbytes, stream) != OPS_OK) return mx_fail(MX_ERR_OPS, "uploading %s", name);
-    out->data = copy;
+    p->t = t;
     return MX_OK;
 }
 
-static MxStatus bind_layer(ModelWeights *w, const ModelConfig *c, void *stream, int l) {
+// dst[i] = src[i] converted from `from` to `to` (exact, or round-to-nearest-even).
+static void convert(void *dst, DType to, const void *src, DType from, size_t n) {
+    if (to == from) {
+        memcpy(dst, src, n * dtype_size(to));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        float v = dtype_load(src, from, i);
+        if (to == DT_F32) ((float *)dst)[i] = v;
+        else if (to == DT_BF16) ((uint16_t *)dst)[i] = f32_to_bf16(v);
+        else ((uint16_t *)dst)[i] = f32_to_f16(v);
+    }
+}
+
+// The weight made of parts[0..n) stacked by rows. A single part already in the wanted
+// dtype and suitably aligned is used in place on a host-memory backend; anything else is
+// converted into one backend buffer.
+static MxStatus bind(ModelWeights *w, void *queue, Part *parts, int n, Weight *out) {
+    for (int i = 0; i < n; i++) {
+        MxStatus st = find_part(w, &parts[i]);
+        if (st) return st;
+    }
+    const Ops *ops = w->ops;
+    DType first = (DType)st_dtype_to_dtype(parts[0].t->dtype), want = first;
+    for (int i = 1; i < n; i++)
+        if (st_dtype_to_dtype(parts[i].t->dtype) != (int)first) want = DT_F32; // mixed: widen
+    if (!ops->host_memory) want = ops->act_dtype;
+    out->dtype = want;
+
+    uint64_t elems = 0;
+    for (int i = 0; i < n; i++) elems += parts[i].t->nbytes / dtype_size((DType)st_dtype_to_dtype(parts[i].t->dtype));
+    size_t bytes = (size_t)elems * dtype_size(want);
+    w->bytes += bytes;
+    // The format does not promise aligned data offsets: an unaligned tensor is copied even
+    // on a host-memory backend, so the ops may read it as float / uint16_t.
+    if (n == 1 && ops->host_memory && want == first && (uintptr_t)parts[0].t->data % dtype_size(want) == 0) {
+        out->data = parts[0].t->data;
+        return MX_OK;
+    }
+    char *buf = ops->alloc(bytes);
+    if (!buf) return mx_fail(MX_ERR_NOMEM, "backend memory for %s (%zu bytes)", parts[0].name, bytes);
+    w->owned[w->n_owned++] = buf;
+    out->data = buf;
+    size_t offset = 0;
+    for (int i = 0; i < n; i++) {
+        const StTensor *t = parts[i].t;
+        DType from = (DType)st_dtype_to_dtype(t->dtype);
+        size_t count = t->nbytes / dtype_size(from), part_bytes = count * dtype_size(want);
+        const void *src = t->data;
+        void *staged = NULL;
+        if (from != want || (uintptr_t)src % dtype_size(from) != 0) {
+            if (!(staged = mx_malloc(part_bytes))) return mx_fail(MX_ERR_NOMEM, "staging %s", parts[i].name);
+            convert(staged, want, src, from, count);
+            src = staged;
+        }
+        int rc = ops->upload(buf + offset, src, part_bytes, queue);
+        mx_free(staged); // upload's source is reusable when it returns (kernels.h)
+        if (rc != OPS_OK) return mx_fail(MX_ERR_OPS, "uploading %s", parts[i].name);
+        offset += part_bytes;
+    }
+    return MX_OK;
+}
+
+static MxStatus bind_layer(ModelWeights *w, const ModelConfig *c, void *queue, int l) {
     int64_t d = c->hidden_size, q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
     int64_t in = c->intermediate_size;
     LayerWeights *lw = &w->layers[l];
-    struct { const char *suffix; int64_t rows, cols; Weight *dst; } table[] = {
-        {"input_layernorm.weight", d, 0, &lw->attn_norm},
-        {"self_attn.q_proj.weight", q, d, &lw->wq},
-        {"self_attn.k_proj.weight", kv, d, &lw->wk},
-        {"self_attn.v_proj.weight", kv, d, &lw->wv},
-        {"self_attn.o_proj.weight", d, q, &lw->wo},
-        {"post_attention_layernorm.weight", d, 0, &lw->mlp_norm},
-        {"mlp.gate_proj.weight", in, d, &lw->w_gate},
-        {"mlp.up_proj.weight", in, d, &lw->w_up},
-        {"mlp.down_proj.weight", d, in, &lw->w_down},
+    static const char *suffix[] = {
+        "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+        "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+        "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
     };
-    for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
-        char name[128];
-        snprintf(name, sizeof name, "model.layers.%d.%s", l, table[i].suffix);
-        MxStatus st = bind(w, stream, name, table[i].rows, table[i].cols, table[i].dst);
-        if (st) return st;
-    }
+    char names[9][128];
+    for (int i = 0; i < 9; i++) snprintf(names[i], sizeof names[i], "model.layers.%d.%s", l, suffix[i]);
+    Part attn_norm[] = {{names[0], d, 0, NULL}};
+    Part qkv[] = {{names[1], q, d, NULL}, {names[2], kv, d, NULL}, {names[3], kv, d, NULL}};
+    Part o[] = {{names[4], d, q, NULL}};
+    Part mlp_norm[] = {{names[5], d, 0, NULL}};
+    Part gate_up[] = {{names[6], in, d, NULL}, {names[7], in, d, NULL}};
+    Part down[] = {{names[8], d, in, NULL}};
+    MxStatus st;
+    if ((st = bind(w, queue, attn_norm, 1, &lw->attn_norm)) || (st = bind(w, queue, qkv, 3, &lw->wqkv)) ||
+        (st = bind(w, queue, o, 1, &lw->wo)) || (st = bind(w, queue, mlp_norm, 1, &lw->mlp_norm)) ||
+        (st = bind(w, queue, gate_up, 2, &lw->w_gate_up)) || (st = bind(w, queue, down, 1, &lw->w_down)))
+        return st;
     return MX_OK;
 }
 
-static MxStatus bind_all(ModelWeights *w, const ModelConfig *c, void *stream) {
+static MxStatus bind_all(ModelWeights *w, const ModelConfig *c, void *queue, void (*progress)(int, int)) {
     const StTensor *emb = tensor_set_find(&w->files, "model.embed_tokens.weight");
     if (emb && emb->rank == 2 && emb->shape[0] != c->vocab_size)
         return mx_fail(MX_ERR_VOCAB_MISMATCH, "vocab_size %d, model.embed_tokens.weight has %lld rows", c->vocab_size,
@@ -87,29 +145,42 @@ static MxStatus bind_all(ModelWeights *w, const ModelConfig *c, void *stream) {
     if (layers != c->n_layers)
         return mx_fail(MX_ERR_LAYER_MISMATCH, "num_hidden_layers %d, the weights have %d layers", c->n_layers, layers);
 
-    MxStatus st = bind(w, stream, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, &w->embed);
-    for (int l = 0; l < c->n_layers && !st; l++) st = bind_layer(w, c, stream, l);
-    if (!st) st = bind(w, stream, "model.norm.weight", c->hidden_size, 0, &w->final_norm);
+    Part embed[] = {{"model.embed_tokens.weight", c->vocab_size, c->hidden_size, NULL}};
+    MxStatus st = bind(w, queue, embed, 1, &w->embed);
+    for (int l = 0; l < c->n_layers && !st; l++) {
+        st = bind_layer(w, c, queue, l);
+        if (!st && progress) progress(l + 1, c->n_layers);
+    }
+    Part norm[] = {{"model.norm.weight", c->hidden_size, 0, NULL}};
+    if (!st) st = bind(w, queue, norm, 1, &w->final_norm);
     if (st) return st;
     if (c->tie_word_embeddings) {
         w->lm_head = w->embed;
         return MX_OK;
     }
-    return bind(w, stream, "lm_head.weight", c->vocab_size, c->hidden_size, &w->lm_head);
+    Part head[] = {{"lm_head.weight", c->vocab_size, c->hidden_size, NULL}};
+    return bind(w, queue, head, 1, &w->lm_head);
 }
 
-MxStatus weights_load(const char *dir, const ModelConfig *cfg, const Ops *ops, void *stream, ModelWeights *out) {
+MxStatus weights_load(const char *dir, const ModelConfig *cfg, const Ops *ops, void *queue,
+                      void (*progress)(int done, int total), ModelWeights *out) {
     memset(out, 0, sizeof *out);
     out->ops = ops;
     MxStatus st = tensor_set_open(dir, &out->files);
     if (st) return st;
     out->layers = mx_calloc((size_t)cfg->n_layers, sizeof *out->layers);
-    out->owned = mx_calloc((size_t)cfg->n_layers * 9 + 3, sizeof *out->owned); // every tensor bound
+    out->owned = mx_calloc((size_t)cfg->n_layers * 6 + 3, sizeof *out->owned); // every weight bound
     if (!out->layers || !out->owned) {
         weights_free(out);
         return mx_fail(MX_ERR_NOMEM, "weight tables");
     }
-    st = bind_all(out, cfg, stream);
+    st = bind_all(out, cfg, queue, progress);
+    if (st == MX_OK && !ops->host_memory) {
+        // Everything now lives in device memory: the files need not stay mapped.
+        if (ops->sync(queue) != OPS_OK) st = mx_fail(MX_ERR_OPS, "uploading weights");
+        tensor_set_close(&out->files);
+        memset(&out->files, 0, sizeof out->files);
+    }
     if (st) weights_free(out);
     return st;
 }

@@ -1,8 +1,11 @@
 // Model weights: the tensors of a Hugging Face Llama-family checkpoint, checked against the
 // config and placed where the backend can read them.
 //
-// On a host-memory backend (ops_ref) weights point straight into the mmap'd safetensors
-// files, in their stored dtype; otherwise each tensor is copied into backend memory.
+// The projections that read the same input are fused into one matrix so one GEMM computes
+// them: Q|K|V by rows into wqkv, gate|up into w_gate_up (each a copy in backend memory).
+// Other tensors on a host-memory backend (ops_ref) point straight into the mmap'd
+// safetensors files in their stored dtype. A device backend gets every weight converted to
+// its activation dtype (bf16 for CUDA), so f32 and f16 checkpoints load too.
 #ifndef MYRMEX_WEIGHTS_H
 #define MYRMEX_WEIGHTS_H
 
@@ -17,12 +20,10 @@ typedef struct Weight {
 
 typedef struct LayerWeights {
     Weight attn_norm; // [D]
-    Weight wq;        // [Hq * Dh, D]
-    Weight wk, wv;    // [Hkv * Dh, D]
+    Weight wqkv;      // [(Hq + 2*Hkv) * Dh, D]: q_proj rows, then k_proj, then v_proj
     Weight wo;        // [D, Hq * Dh]
     Weight mlp_norm;  // [D]
-    Weight w_gate;    // [I, D]
-    Weight w_up;      // [I, D]
+    Weight w_gate_up; // [2*I, D]: gate_proj rows, then up_proj
     Weight w_down;    // [D, I]
 } LayerWeights;
 
@@ -35,13 +36,15 @@ typedef struct ModelWeights {
     const Ops *ops;
     void **owned;          // backend buffers to free (copies; host-memory backends copy only unaligned tensors)
     int n_owned;
-    uint64_t bytes;        // weight bytes in use
+    uint64_t bytes;        // weight bytes as loaded (in backend memory or mapped)
 } ModelWeights;
 
 // Opens DIR's safetensors files and binds every tensor the architecture needs. Errors:
 // the tensor_set_open codes, MX_ERR_TENSOR_MISSING / _SHAPE / _DTYPE naming the tensor,
 // MX_ERR_VOCAB_MISMATCH, MX_ERR_LAYER_MISMATCH, MX_ERR_NOMEM. On error nothing is leaked.
-MxStatus weights_load(const char *dir, const ModelConfig *cfg, const Ops *ops, void *stream, ModelWeights *out);
+// progress, when not NULL, is called after each layer with (layers done, layers total).
+MxStatus weights_load(const char *dir, const ModelConfig *cfg, const Ops *ops, void *queue,
+                      void (*progress)(int done, int total), ModelWeights *out);
 void weights_free(ModelWeights *w);
 
 #endif

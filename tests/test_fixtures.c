@@ -100,7 +100,7 @@ static double run_layout(const char *dir, const Expected *e, const Layout *lay) 
     opt.kv_blocks = generate_blocks_needed(reqs, n, lay->block_size);
     Model m;
     double max_err = 0;
-    MxStatus st = model_load(dir, &ops_ref, &opt, &m);
+    MxStatus st = model_load(dir, test_cpu_backend(), &opt, &m);
     CHECK_STATUS(st, MX_OK);
     if (st == MX_OK) {
         CHECK(m.cfg.vocab_size == e->vocab);

@@ -103,7 +103,7 @@ static MxStatus load(const char *dir) {
     ModelOptions opt = model_options_default();
     opt.kv_blocks = 8;
     Model m;
-    MxStatus st = model_load(dir, &ops_ref, &opt, &m);
+    MxStatus st = model_load(dir, test_cpu_backend(), &opt, &m);
     if (st == MX_OK) model_free(&m);
     return st;
 }
@@ -167,7 +167,7 @@ static void last_logits(const char *dir, float *logits) {
     ModelOptions opt = model_options_default();
     opt.kv_blocks = 4;
     Model m;
-    CHECK_STATUS(model_load(dir, &ops_ref, &opt, &m), MX_OK);
+    CHECK_STATUS(model_load(dir, test_cpu_backend(), &opt, &m), MX_OK);
     Batch b;
     BlockTable t = {0};
     int32_t prompt[5] = {5, 9, 1, 30, 7};
@@ -193,10 +193,20 @@ static void test_bad_options(void) {
     const char *dir = make_model(&(Defect){0});
     ModelOptions opt = model_options_default();
     Model m;
-    CHECK_STATUS(model_load(dir, &ops_ref, &opt, &m), MX_ERR_ARG); // kv_blocks = 0
+    opt.kv_fraction = 0; // and kv_blocks 0: no way to size the pool
+    CHECK_STATUS(model_load(dir, test_cpu_backend(), &opt, &m), MX_ERR_ARG);
+    opt.kv_blocks = -1;
+    CHECK_STATUS(model_load(dir, test_cpu_backend(), &opt, &m), MX_ERR_ARG);
+    opt.kv_fraction = 1.5;
+    opt.kv_blocks = 0;
+    CHECK_STATUS(model_load(dir, test_cpu_backend(), &opt, &m), MX_ERR_ARG);
+    opt.kv_fraction = 0.9;
+    opt.gemm = "cublas"; // a CUDA-only option on the CPU backend
+    CHECK_STATUS(model_load(dir, test_cpu_backend(), &opt, &m), MX_ERR_ARG);
+    opt.gemm = NULL;
     opt.kv_blocks = 4;
     opt.block_size = 0;
-    CHECK_STATUS(model_load(dir, &ops_ref, &opt, &m), MX_ERR_ARG);
+    CHECK_STATUS(model_load(dir, test_cpu_backend(), &opt, &m), MX_ERR_ARG);
 }
 
 // Every allocation model_load makes is failed in turn; each failure must be clean.
@@ -220,7 +230,7 @@ static void test_generate_errors(void) {
     opt.kv_blocks = 2;
     opt.block_size = 4;
     Model m;
-    CHECK_STATUS(model_load(dir, &ops_ref, &opt, &m), MX_OK);
+    CHECK_STATUS(model_load(dir, test_cpu_backend(), &opt, &m), MX_OK);
     int32_t prompt[3] = {3, 4, 5}, bad[2] = {3, VOCAB};
     GenRequest r = {.prompt = prompt, .n_prompt = 3, .max_tokens = 2, .sampling = sampling_default()};
     GenStats s;

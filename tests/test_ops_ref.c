@@ -341,62 +341,85 @@ static void test_lm_head(void) {
     }
 }
 
-// ---- rope ---------------------------------------------------------------------------------
+// ---- rope_kv_write ------------------------------------------------------------------------
 
-static void test_rope(void) {
-    static const struct { int T, Hq, Hkv, Dh, max_pos; float base; } cases[] = {
-        {17, 4, 1, 8, 4096, 10000}, {1, 8, 8, 128, 100000, 500000}, {54, 12, 4, 12, 2048, 10000},
-        {300, 8, 2, 64, 300, 10000}, {5, 2, 1, 2, 7, 10000},
+static void test_rope_kv_write(void) {
+    static const struct { int T, Hq, Hkv, Dh, max_pos, bs, nb; float base; } cases[] = {
+        {17, 4, 1, 8, 4096, 1, 40, 10000},    {1, 8, 8, 128, 100000, 16, 2, 500000},
+        {54, 12, 4, 12, 2048, 16, 8, 10000},  {300, 8, 2, 64, 300, 16, 20, 10000},
+        {5, 2, 1, 2, 7, 2, 4, 10000},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int T = cases[c].T, Hq = cases[c].Hq, Hkv = cases[c].Hkv, Dh = cases[c].Dh;
-        const int half = Dh / 2;
+        const int half = Dh / 2, bs = cases[c].bs, nb = cases[c].nb;
         rng_seed(500 + c);
         float *inv_freq = xmalloc((size_t)half * sizeof(float));
         for (int i = 0; i < half; i++) inv_freq[i] = 1.0f / powf(cases[c].base, (float)(2 * i) / Dh);
         int32_t *pos = xmalloc((size_t)T * sizeof *pos);
         for (int t = 0; t < T; t++) pos[t] = t == 0 ? 0 : rng_int(0, cases[c].max_pos);
-        const size_t nq = (size_t)T * Hq * Dh, nk = (size_t)T * Hkv * Dh;
-        float *q0 = random_f32(nq, -2, 2), *k0 = random_f32(nk, -2, 2);
-        float *q = xmalloc(nq * sizeof(float)), *k = xmalloc(nk * sizeof(float));
-        memcpy(q, q0, nq * sizeof(float));
-        memcpy(k, k0, nk * sizeof(float));
-        RopeParams p = {q, k, pos, inv_freq, T, Hq, Hkv, Dh};
-        CHECK(ops_ref.rope(&p, NULL) == OPS_OK);
+        const size_t q_row = (size_t)Hq * Dh, kv_row = (size_t)Hkv * Dh, qkv_row = q_row + 2 * kv_row;
+        const size_t n_slots = (size_t)bs * nb;
+        float *qkv = random_f32((size_t)T * qkv_row, -2, 2);
+        // distinct random slots (token 0 always written), about one token in five skipped
+        int32_t *perm = xmalloc(n_slots * sizeof *perm);
+        for (size_t i = 0; i < n_slots; i++) perm[i] = (int32_t)i;
+        shuffle(perm, (int)n_slots);
+        int64_t *slots = xmalloc((size_t)T * sizeof *slots);
+        for (int t = 0; t < T; t++) slots[t] = t > 0 && rng_int(0, 4) == 0 ? -1 - t : perm[t];
+        float *q = filled((size_t)T * q_row, NAN);
+        float *kc = filled(n_slots * kv_row, NOT_TOUCHED), *vc = filled(n_slots * kv_row, NOT_TOUCHED);
+        RopeKvWriteParams p = {qkv, q, kc, vc, pos, slots, inv_freq, T, Hq, Hkv, Dh, bs, nb};
+        CHECK(ops_ref.rope_kv_write(&p, NULL) == OPS_OK);
 
         // Independent formula: the pair (x[i], x[i + Dh/2]) is the complex number
         // x[i] + i x[i + Dh/2], multiplied by e^(i angle). The angle is the f32 product
         // (the spec rounds it like PyTorch), then everything is double. Tolerance: cosf and
         // sinf are within an ulp, and two products and a sum add a rounding each, so
-        // 4u * (|x0| + |x1|) bounds the f32 error.
-        for (int which = 0; which < 2; which++) {
-            const int H = which ? Hkv : Hq;
-            const float *in = which ? k0 : q0, *got = which ? k : q;
-            const size_t n = which ? nk : nq;
-            double *ref = xmalloc(n * sizeof(double)), *tol = xmalloc(n * sizeof(double));
-            for (int t = 0; t < T; t++)
-                for (int h = 0; h < H; h++)
-                    for (int i = 0; i < half; i++) {
-                        size_t a = ((size_t)t * H + h) * Dh + i, b = a + half;
-                        double angle = (float)pos[t] * inv_freq[i];
-                        double complex z = (in[a] + in[b] * I) * cexp(angle * I);
-                        ref[a] = creal(z);
-                        ref[b] = cimag(z);
-                        tol[a] = tol[b] = 4 * U_F32 * (fabs(in[a]) + fabs(in[b]));
-                    }
-            expect_close(which ? "rope k" : "rope q", got, ref, tol, n);
-            free(ref);
-            free(tol);
+        // 4u * (|x0| + |x1|) bounds the f32 error. Rotated k is compared in its slot.
+        double *ref = xmalloc((size_t)T * qkv_row * sizeof(double)), *tol = xmalloc((size_t)T * qkv_row * sizeof(double));
+        float *got = xmalloc((size_t)T * qkv_row * sizeof(float));
+        size_t n = 0;
+        for (int t = 0; t < T; t++) {
+            const float *in = qkv + (size_t)t * qkv_row;
+            int heads = slots[t] < 0 ? Hq : Hq + Hkv; // k only when written
+            for (int h = 0; h < heads; h++)
+                for (int i = 0; i < half; i++) {
+                    size_t a = (size_t)h * Dh + i, b = a + half;
+                    double angle = (float)pos[t] * inv_freq[i];
+                    double complex z = (in[a] + in[b] * I) * cexp(angle * I);
+                    const float *dst = h < Hq ? q + (size_t)t * q_row + a
+                                              : kc + (size_t)slots[t] * kv_row + (a - q_row);
+                    ref[n] = creal(z), got[n] = dst[0], tol[n++] = 4 * U_F32 * (fabs(in[a]) + fabs(in[b]));
+                    ref[n] = cimag(z), got[n] = dst[half], tol[n++] = 4 * U_F32 * (fabs(in[a]) + fabs(in[b]));
+                }
         }
+        expect_close("rope q and k", got, ref, tol, n);
+        // v is copied exactly; slots no token maps to are untouched
+        char *written = calloc(n_slots, 1);
+        size_t bad = 0;
+        for (int t = 0; t < T; t++) {
+            if (slots[t] < 0) continue;
+            written[slots[t]] = 1;
+            bad += memcmp(vc + slots[t] * kv_row, qkv + t * qkv_row + q_row + kv_row, kv_row * sizeof(float)) != 0;
+        }
+        for (size_t sl = 0; sl < n_slots; sl++)
+            if (!written[sl]) bad += !all_equal(kc + sl * kv_row, NOT_TOUCHED, kv_row) || !all_equal(vc + sl * kv_row, NOT_TOUCHED, kv_row);
+        CHECK(bad == 0);
         // position 0 (token 0) is the identity, bit for bit
-        CHECK(memcmp(q, q0, (size_t)Hq * Dh * sizeof(float)) == 0);
-        CHECK(memcmp(k, k0, (size_t)Hkv * Dh * sizeof(float)) == 0);
+        CHECK(memcmp(q, qkv, q_row * sizeof(float)) == 0);
+        CHECK(memcmp(kc + slots[0] * kv_row, qkv + q_row, kv_row * sizeof(float)) == 0);
+        free(written);
+        free(ref);
+        free(tol);
+        free(got);
         free(inv_freq);
         free(pos);
-        free(q0);
-        free(k0);
+        free(qkv);
+        free(perm);
+        free(slots);
         free(q);
-        free(k);
+        free(kc);
+        free(vc);
     }
 }
 
@@ -434,46 +457,131 @@ static void test_silu_mul(void) {
     }
 }
 
-// ---- kv_write -----------------------------------------------------------------------------
+static void expect_rejected(const char *op, int c, int rc, bool untouched);
 
-static void test_kv_write(void) {
-    static const struct { int T, Hkv, Dh, bs, nb; } cases[] = {
-        {17, 1, 8, 1, 40}, {54, 4, 12, 16, 8}, {300, 2, 64, 16, 20},
-    };
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        const int T = cases[c].T, bs = cases[c].bs, nb = cases[c].nb;
-        const size_t row = (size_t)cases[c].Hkv * cases[c].Dh, n_slots = (size_t)bs * nb;
-        rng_seed(700 + c);
-        float *k = random_f32((size_t)T * row, -1, 1), *v = random_f32((size_t)T * row, -1, 1);
-        // distinct random slots, about one token in five skipped (negative slot)
-        int32_t *perm = xmalloc(n_slots * sizeof *perm);
-        for (size_t i = 0; i < n_slots; i++) perm[i] = (int32_t)i;
-        shuffle(perm, (int)n_slots);
-        int64_t *slots = xmalloc((size_t)T * sizeof *slots);
-        for (int t = 0; t < T; t++) slots[t] = rng_int(0, 4) == 0 ? -1 - t : perm[t];
-        float *kc = filled(n_slots * row, NOT_TOUCHED), *vc = filled(n_slots * row, NOT_TOUCHED);
-        KvWriteParams p = {k, v, kc, vc, slots, T, cases[c].Hkv, cases[c].Dh, bs, nb};
-        CHECK(ops_ref.kv_write(&p, NULL) == OPS_OK);
-        char *written = calloc(n_slots, 1);
-        size_t bad = 0;
-        for (int t = 0; t < T; t++) {
-            if (slots[t] < 0) continue;
-            written[slots[t]] = 1;
-            bad += memcmp(kc + slots[t] * row, k + t * row, row * sizeof(float)) != 0;
-            bad += memcmp(vc + slots[t] * row, v + t * row, row * sizeof(float)) != 0;
+// ---- sample -------------------------------------------------------------------------------
+
+// The kernels.h rule in double precision: the expected token for draw u, or -1 when u
+// falls within a relative 2e-5 of a cut-off or cumulative boundary, where f32 and double
+// rounding may legitimately disagree (an f32 sum of 1000 weights is off by < 1e-5 in practice).
+static int expected_draw(const float *l, int V, float temp, int top_k, float top_p, double u) {
+    int *order = xmalloc((size_t)V * sizeof *order);
+    double *w = xmalloc((size_t)V * sizeof *w), max = -INFINITY;
+    for (int i = 0; i < V; i++) max = fmax(max, l[i]);
+    for (int i = 0; i < V; i++) order[i] = i, w[i] = exp(((double)l[i] - max) / temp);
+    for (int i = 1; i < V; i++) // insertion sort: decreasing weight, lower id first
+        for (int j = i; j > 0 && (w[order[j]] > w[order[j - 1]] || (w[order[j]] == w[order[j - 1]] && order[j] < order[j - 1])); j--) {
+            int tmp = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = tmp;
         }
-        for (size_t s = 0; s < n_slots; s++)
-            if (!written[s])
-                bad += !all_equal(kc + s * row, NOT_TOUCHED, row) ||
-                       !all_equal(vc + s * row, NOT_TOUCHED, row);
+    int kept = top_k <= 0 || top_k >= V ? V : top_k;
+    double total = 0;
+    for (int i = 0; i < kept; i++) total += w[order[i]];
+    int result = -2;
+    if (top_p < 1.0f) {
+        double run = 0;
+        int n = 0;
+        while (n < kept && (n == 0 || run < top_p * total)) run += w[order[n++]];
+        if (fabs(run - w[order[n - 1]] - top_p * total) < 2e-5 * total) result = -1; // at the cut
+        kept = n;
+        total = run;
+    }
+    double run = 0;
+    for (int i = 0; i < kept && result == -2; i++) {
+        run += w[order[i]];
+        if (fabs(run - u * total) < 2e-5 * total) result = -1;
+        else if (run > u * total) result = order[i];
+    }
+    if (result == -2) result = order[kept - 1];
+    free(order);
+    free(w);
+    return result;
+}
+
+static void test_sample(void) {
+    static const struct { int V; float temp; int top_k; float top_p, spread; } cases[] = {
+        {5, 1.0f, 0, 1.0f, 2},   {301, 0.7f, 0, 1.0f, 4}, {301, 1.3f, 40, 1.0f, 4},
+        {301, 1.0f, 0, 0.9f, 4}, {1000, 0.8f, 50, 0.5f, 8}, {7, 1.0f, 1, 1.0f, 1},
+        {64, 2.0f, 64, 0.95f, 3},
+    };
+    enum { R = 200 };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int V = cases[c].V;
+        rng_seed(900 + c);
+        float *logits = random_f32((size_t)R * V, -cases[c].spread, cases[c].spread);
+        for (int r = 0; r < R; r += 7) logits[(size_t)r * V + V / 2] = logits[(size_t)r * V]; // ties
+        float temp[R], top_p[R];
+        int32_t top_k[R], out[R];
+        uint64_t seed[R], counter[R];
+        for (int r = 0; r < R; r++) {
+            temp[r] = cases[c].temp, top_k[r] = cases[c].top_k, top_p[r] = cases[c].top_p;
+            seed[r] = 42 + (uint64_t)(r % 3), counter[r] = (uint64_t)r;
+            out[r] = -7;
+        }
+        SampleParams p = {logits, temp, top_k, top_p, seed, counter, out, R, V};
+        CHECK(ops_ref.sample(&p, NULL) == OPS_OK);
+        int skipped = 0, bad = 0;
+        for (int r = 0; r < R; r++) {
+            int want = expected_draw(logits + (size_t)r * V, V, temp[r], top_k[r], top_p[r],
+                                     sample_uniform(seed[r], counter[r]));
+            if (want < 0) skipped++;
+            else if (out[r] != want && bad++ < 5) fprintf(stderr, "  sample case %zu row %d: %d, want %d\n", c, r, out[r], want);
+        }
         CHECK(bad == 0);
-        free(k);
-        free(v);
-        free(perm);
-        free(slots);
-        free(kc);
-        free(vc);
-        free(written);
+        if (skipped >= R / 20) fprintf(stderr, "  sample case %zu: %d of %d draws at a boundary\n", c, skipped, R);
+        CHECK(skipped < R / 20);
+        // greedy: the argmax, lowest id on ties
+        for (int r = 0; r < R; r++) temp[r] = r % 2 ? 0.0f : -1.0f;
+        CHECK(ops_ref.sample(&p, NULL) == OPS_OK);
+        for (int r = 0; r < R; r++) {
+            const float *l = logits + (size_t)r * V;
+            int best = 0;
+            for (int i = 1; i < V; i++)
+                if (l[i] > l[best]) best = i;
+            CHECK(out[r] == best);
+        }
+        free(logits);
+    }
+
+    // The draws follow the distribution: 20000 draws over 4 tokens with probabilities
+    // 0.1, 0.2, 0.3, 0.4 land within 5 standard deviations of the expected counts.
+    enum { N = 20000 };
+    float l4[4] = {logf(0.1f), logf(0.2f), logf(0.3f), logf(0.4f)}, one = 1.0f, t1 = 1.0f;
+    int32_t k0 = 0, tok;
+    int counts[4] = {0};
+    for (uint64_t i = 0; i < N; i++) {
+        uint64_t seed = 7;
+        SampleParams p = {l4, &t1, &k0, &one, &seed, &i, &tok, 1, 4};
+        CHECK(ops_ref.sample(&p, NULL) == OPS_OK);
+        counts[tok]++;
+    }
+    for (int i = 0; i < 4; i++) {
+        double pi = 0.1 * (i + 1), mean = N * pi, sd = sqrt(N * pi * (1 - pi));
+        CHECK(fabs(counts[i] - mean) < 5 * sd);
+    }
+
+    // Bad arguments are refused before anything is written.
+    float bad_l[3] = {0, 1, 2};
+    for (int c = 0;; c++) {
+        float t = 1.0f, tp = 1.0f;
+        int32_t tk = 0, o = -7;
+        uint64_t sd = 1, ct = 0;
+        SampleParams p = {bad_l, &t, &tk, &tp, &sd, &ct, &o, 1, 3};
+        switch (c) {
+        case 0: p.logits = NULL; break;
+        case 1: p.out = NULL; break;
+        case 2: p.seed = NULL; break;
+        case 3: p.n_rows = -1; break;
+        case 4: p.vocab = 0; break;
+        case 5: t = NAN; break;
+        case 6: tp = 0.0f; break;
+        case 7: tp = 1.5f; break;
+        case 8: tp = NAN; break;
+        default: return;
+        }
+        int rc = ops_ref.sample(&p, NULL);
+        expect_rejected("sample", c, rc, o == -7);
     }
 }
 
@@ -525,30 +633,40 @@ static void run_attention_case(const AttnCase *ac, uint64_t seed) {
     // dense per-sequence K and V: [ctx_len[s], Hkv, Dh] each, back to back
     float *K = random_f32(total_ctx * row, -1, 1), *V = random_f32(total_ctx * row, -1, 1);
 
-    // Fill the paged cache through kv_write: each sequence's context, after one padding
-    // token (slot < 0, must be skipped). Unwritten cache slots hold NaN, so reading one
-    // shows up as a NaN output.
-    const size_t n_fill = total_ctx + (size_t)S;
-    float *k_fill = random_f32(n_fill * row, -1, 1), *v_fill = random_f32(n_fill * row, -1, 1);
+    // Fill the paged cache through rope_kv_write at position 0 (rotation by angle 0 is
+    // the identity, exactly): each sequence's context, after one padding token (slot < 0,
+    // must be skipped). Unwritten cache slots hold NaN, so reading one shows up as a NaN
+    // output. The fill's q rows (one head) are discarded.
+    const size_t n_fill = total_ctx + (size_t)S, fill_row = (size_t)Dh + 2 * row;
+    float *fill = random_f32(n_fill * fill_row, -1, 1), *fill_q = xmalloc(n_fill * (size_t)Dh * sizeof(float));
+    float *zero_freq = filled((size_t)Dh / 2, 0.0f);
+    int32_t *zero_pos = calloc(n_fill, sizeof *zero_pos);
     int64_t *slots = xmalloc(n_fill * sizeof *slots);
     size_t f = 0;
     for (int s = 0; s < S; s++) {
         slots[f++] = -1;
         for (int j = 0; j < ctx_len[s]; j++, f++) {
             slots[f] = (int64_t)kv_indices[kv_indptr[s] + j / bs] * bs + j % bs;
-            memcpy(k_fill + f * row, K + (kv_off[s] + j) * row, row * sizeof(float));
-            memcpy(v_fill + f * row, V + (kv_off[s] + j) * row, row * sizeof(float));
+            memcpy(fill + f * fill_row + Dh, K + (kv_off[s] + j) * row, row * sizeof(float));
+            memcpy(fill + f * fill_row + Dh + row, V + (kv_off[s] + j) * row, row * sizeof(float));
         }
     }
     const size_t cache_n = (size_t)num_blocks * bs * row;
     float *k_cache = filled(cache_n, NAN), *v_cache = filled(cache_n, NAN);
-    KvWriteParams w = {k_fill, v_fill, k_cache, v_cache, slots, (int)n_fill, Hkv, Dh, bs, num_blocks};
-    CHECK(ops_ref.kv_write(&w, NULL) == OPS_OK);
+    RopeKvWriteParams w = {fill, fill_q, k_cache, v_cache, zero_pos, slots, zero_freq,
+                           (int)n_fill, 1, Hkv, Dh, bs, num_blocks};
+    CHECK(ops_ref.rope_kv_write(&w, NULL) == OPS_OK);
 
     const size_t n_out = (size_t)T * Hq * Dh;
     float *q = random_f32(n_out, -ac->q_amp, ac->q_amp), *out = filled(n_out, NAN);
+    int max_q = 0, max_ctx = 0;
+    for (int s = 0; s < S; s++) {
+        if (q_start[s + 1] - q_start[s] > max_q) max_q = q_start[s + 1] - q_start[s];
+        if (ctx_len[s] > max_ctx) max_ctx = ctx_len[s];
+    }
     AttentionParams p = {q, k_cache, v_cache, out, q_start, ctx_len, kv_indptr, kv_indices,
-                         S, T, Hq, Hkv, Dh, bs, num_blocks, ac->window, 1.0f / sqrtf((float)Dh)};
+                         S, T, Hq, Hkv, Dh, bs, num_blocks, ac->window, 1.0f / sqrtf((float)Dh),
+                         max_q, max_ctx};
     CHECK(ops_ref.attention(&p, NULL) == OPS_OK);
 
     // Reference: dense K and V, double precision, softmax written out in full.
@@ -559,8 +677,6 @@ static void run_attention_case(const AttnCase *ac, uint64_t seed) {
     // exp, the sums of L weights and of L weighted values, and the division add
     // (2L + 16) u relative error at most.
     double *ref = xmalloc(n_out * sizeof(double)), *tol = xmalloc(n_out * sizeof(double));
-    int max_ctx = 0;
-    for (int s = 0; s < S; s++) max_ctx = ctx_len[s] > max_ctx ? ctx_len[s] : max_ctx;
     double *score = xmalloc((size_t)max_ctx * sizeof(double));
     double *absdot = xmalloc((size_t)max_ctx * sizeof(double));
     for (int s = 0; s < S; s++)
@@ -612,8 +728,10 @@ static void run_attention_case(const AttnCase *ac, uint64_t seed) {
     free(kv_indices);
     free(K);
     free(V);
-    free(k_fill);
-    free(v_fill);
+    free(fill);
+    free(fill_q);
+    free(zero_freq);
+    free(zero_pos);
     free(slots);
     free(k_cache);
     free(v_cache);
@@ -758,65 +876,43 @@ static void test_bad_lm_head(void) {
     }
 }
 
-static void test_bad_rope(void) {
-    float q[2 * 2 * 8], k[2 * 1 * 8], inv_freq[4] = {1, 0.5f, 0.25f, 0.125f};
+static void test_bad_rope_kv_write(void) {
+    // 3 tokens, Hq 2, Hkv 1, Dh 4: qkv rows of 16; 4 blocks of 2 slots
+    float qkv[3 * 16], q[3 * 8], kc[4 * 2 * 4], vc[4 * 2 * 4], inv_freq[2] = {1, 0.5f};
+    for (int i = 0; i < 48; i++) qkv[i] = (float)i;
     for (int c = 0;; c++) {
-        int32_t pos[2] = {3, 9};
-        RopeParams p = {q, k, pos, inv_freq, 2, 2, 1, 8};
+        int32_t pos[3] = {3, 9, 0};
+        int64_t slots[3] = {7, -1, 0};
+        RopeKvWriteParams p = {qkv, q, kc, vc, pos, slots, inv_freq, 3, 2, 1, 4, 2, 4};
         bool ok = false;
         switch (c) {
-        case 0: p.q = NULL; break;
-        case 1: p.k = NULL; break;
-        case 2: p.positions = NULL; break;
-        case 3: p.inv_freq = NULL; break;
-        case 4: p.n_tokens = -1; break;
-        case 5: p.n_q_heads = 0; break;
-        case 6: p.n_kv_heads = 0; break;
-        case 7: p.head_dim = 0; break;
-        case 8: p.head_dim = 7; break; // odd
-        case 9: pos[1] = -1; break;
-        case 10: p.n_tokens = 0; ok = true; break;
-        case 11: ok = true; break;
-        default: return;
-        }
-        for (int i = 0; i < 32; i++) q[i] = NOT_TOUCHED;
-        for (int i = 0; i < 16; i++) k[i] = NOT_TOUCHED;
-        int rc = ops_ref.rope(&p, NULL);
-        bool untouched = all_equal(q, NOT_TOUCHED, 32) && all_equal(k, NOT_TOUCHED, 16);
-        if (!ok) expect_rejected("rope", c, rc, untouched);
-        else CHECK(rc == OPS_OK && (p.n_tokens == 0) == untouched);
-    }
-}
-
-static void test_bad_kv_write(void) {
-    float k[3 * 2 * 4], v[3 * 2 * 4], kc[4 * 2 * 2 * 4], vc[4 * 2 * 2 * 4];
-    for (int i = 0; i < 24; i++) k[i] = v[i] = (float)i;
-    for (int c = 0;; c++) {
-        int64_t slots[3] = {7, -1, 0}; // 4 blocks of 2 slots: 0..7
-        KvWriteParams p = {k, v, kc, vc, slots, 3, 2, 4, 2, 4};
-        bool ok = false;
-        switch (c) {
-        case 0: p.k = NULL; break;
-        case 1: p.v = NULL; break;
+        case 0: p.qkv = NULL; break;
+        case 1: p.q_out = NULL; break;
         case 2: p.k_cache = NULL; break;
         case 3: p.v_cache = NULL; break;
-        case 4: p.slot_mapping = NULL; break;
-        case 5: p.n_tokens = -1; break;
-        case 6: p.n_kv_heads = 0; break;
-        case 7: p.head_dim = 0; break;
-        case 8: p.block_size = 0; break;
-        case 9: p.num_blocks = 0; break;
-        case 10: slots[2] = 8; break; // the last token: validation precedes every write
-        case 11: slots[2] = INT64_MAX; break;
-        case 12: p.num_blocks = 3; break; // slot 7 is out of range now
-        case 13: p.n_tokens = 0; ok = true; break;
-        case 14: ok = true; break;
+        case 4: p.positions = NULL; break;
+        case 5: p.slot_mapping = NULL; break;
+        case 6: p.inv_freq = NULL; break;
+        case 7: p.n_tokens = -1; break;
+        case 8: p.n_q_heads = 0; break;
+        case 9: p.n_kv_heads = 0; break;
+        case 10: p.head_dim = 0; break;
+        case 11: p.head_dim = 3; break; // odd
+        case 12: p.block_size = 0; break;
+        case 13: p.num_blocks = 0; break;
+        case 14: pos[1] = -1; break;
+        case 15: slots[2] = 8; break; // the last token: validation precedes every write
+        case 16: slots[2] = INT64_MAX; break;
+        case 17: p.num_blocks = 3; break; // slot 7 is out of range now
+        case 18: p.n_tokens = 0; ok = true; break;
+        case 19: ok = true; break;
         default: return;
         }
-        for (int i = 0; i < 64; i++) kc[i] = vc[i] = NOT_TOUCHED;
-        int rc = ops_ref.kv_write(&p, NULL);
-        bool untouched = all_equal(kc, NOT_TOUCHED, 64) && all_equal(vc, NOT_TOUCHED, 64);
-        if (!ok) expect_rejected("kv_write", c, rc, untouched);
+        for (int i = 0; i < 24; i++) q[i] = NOT_TOUCHED;
+        for (int i = 0; i < 32; i++) kc[i] = vc[i] = NOT_TOUCHED;
+        int rc = ops_ref.rope_kv_write(&p, NULL);
+        bool untouched = all_equal(q, NOT_TOUCHED, 24) && all_equal(kc, NOT_TOUCHED, 32) && all_equal(vc, NOT_TOUCHED, 32);
+        if (!ok) expect_rejected("rope_kv_write", c, rc, untouched);
         else CHECK(rc == OPS_OK && (p.n_tokens == 0) == untouched);
     }
 }
@@ -854,7 +950,7 @@ static void test_bad_attention(void) {
         int32_t q_start[3] = {0, 2, 3}, ctx_len[2] = {3, 5}, indptr[3] = {0, 2, 5};
         int32_t indices[5] = {5, 1, 0, 2, 4};
         AttentionParams p = {q, kc, vc, out, q_start, ctx_len, indptr, indices, 2, T, Hq, Hkv,
-                             Dh, BS, NB, 0, 0.5f};
+                             Dh, BS, NB, 0, 0.5f, 2, 5};
         bool ok = false;
         switch (c) {
         case 0: p.q = NULL; break;
@@ -890,9 +986,11 @@ static void test_bad_attention(void) {
         case 30: indices[0] = -1; break;
         case 31: p.n_seqs = 0; break; // q_start[0] = 0 != T
         case 32: p.n_seqs = 0, p.n_tokens = 0; ok = true; break;
-        case 33: ctx_len[1] = 6; ok = true; break; // 3 pages of 2: still enough
+        case 33: ctx_len[1] = 6, p.max_ctx_len = 6; ok = true; break; // 3 pages of 2: still enough
         case 34: p.sliding_window = 1; ok = true; break;
-        case 35: ok = true; break;
+        case 35: p.max_q_len = 1; break; // sequence 0 has 2 queries
+        case 36: p.max_ctx_len = 4; break; // sequence 1's context is 5
+        case 37: ok = true; break;
         default: return;
         }
         for (int i = 0; i < T * Hq * Dh; i++) out[i] = NOT_TOUCHED;
@@ -912,8 +1010,8 @@ static void test_bad_arguments(void) {
     CHECK(ops_ref.embedding(NULL, NULL) == OPS_ERR_ARG);
     CHECK(ops_ref.rmsnorm(NULL, NULL) == OPS_ERR_ARG);
     CHECK(ops_ref.gemm(NULL, NULL) == OPS_ERR_ARG);
-    CHECK(ops_ref.rope(NULL, NULL) == OPS_ERR_ARG);
-    CHECK(ops_ref.kv_write(NULL, NULL) == OPS_ERR_ARG);
+    CHECK(ops_ref.rope_kv_write(NULL, NULL) == OPS_ERR_ARG);
+    CHECK(ops_ref.sample(NULL, NULL) == OPS_ERR_ARG);
     CHECK(ops_ref.attention(NULL, NULL) == OPS_ERR_ARG);
     CHECK(ops_ref.silu_mul(NULL, NULL) == OPS_ERR_ARG);
     CHECK(ops_ref.lm_head(NULL, NULL) == OPS_ERR_ARG);
@@ -921,8 +1019,7 @@ static void test_bad_arguments(void) {
     test_bad_rmsnorm();
     test_bad_gemm();
     test_bad_lm_head();
-    test_bad_rope();
-    test_bad_kv_write();
+    test_bad_rope_kv_write();
     test_bad_silu_mul();
     test_bad_attention();
 }
@@ -935,9 +1032,9 @@ int main(int argc, char **argv) {
     RUN(test_rmsnorm);
     RUN(test_gemm);
     RUN(test_lm_head);
-    RUN(test_rope);
+    RUN(test_rope_kv_write);
     RUN(test_silu_mul);
-    RUN(test_kv_write);
+    RUN(test_sample);
     RUN(test_attention);
     RUN(test_bad_arguments);
     return test_exit();

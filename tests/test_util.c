@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "status.h"
 
 int test_failures;
@@ -110,4 +111,13 @@ const char *cur_str(Cur *c, size_t *len) {
     const char *s = (const char *)c->p;
     c->p += *len;
     return s;
+}
+
+const struct Backend *test_cpu_backend(void) {
+    static Backend cpu;
+    if (!cpu.ops && backend_open("cpu", &cpu) != MX_OK) {
+        fprintf(stderr, "cannot open the CPU backend: %s\n", mx_last_error());
+        exit(1);
+    }
+    return &cpu;
 }

@@ -37,6 +37,10 @@ int test_exit(void);
 // A fresh, empty scratch directory under $MYRMEX_TMP (or /tmp), unique per call; the
 // returned string is static storage valid until the next call.
 const char *test_tmpdir(const char *tag);
+
+// The CPU reference backend (backend_open("cpu")), for model_load.
+struct Backend;
+const struct Backend *test_cpu_backend(void);
 // Writes bytes to dir/name (creating or truncating); returns 0 on success.
 int test_write_file(const char *dir, const char *name, const void *data, size_t len);
 // Joins dir and name into a static buffer (valid until the next call).

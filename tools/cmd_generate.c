@@ -193,7 +193,7 @@ static MxStatus output_text(const Tokenizer *tok, const GenRequest *r, char **te
 // ---------------------------------------------------------------------------------------
 
 int cmd_generate(int argc, char **argv) {
-    const char *model_dir = NULL, *chat_template = NULL;
+    const char *model_dir = NULL, *chat_template = NULL, *device = "auto";
     IntList prompt_ids = {0};
     PromptSpec ps = {.family = -1};
     int max_tokens = 32, top_k = 0, top_logprobs = 0, json = 0, ignore_eos = 0, chat = 0;
@@ -215,6 +215,8 @@ int cmd_generate(int argc, char **argv) {
         {"--seed", ARG_INT64, &seed, "S", "sampling seed (default 0)"},
         {"--top-logprobs", ARG_INT, &top_logprobs, "K", "report the K most likely tokens per step"},
         {"--ignore-eos", ARG_FLAG, &ignore_eos, NULL, "do not stop at eos ids (config.json's and the tokenizer's)"},
+        {"--device", ARG_STRING, &device, "DEV", "auto, cpu, cuda or cuda:N (default auto: cuda when a GPU is present)"},
+        {"--gemm", ARG_STRING, &opt.gemm, "IMPL", "CUDA GEMM kernels: auto, cublas, skinny, mma or wgmma (default auto)"},
         {"--block-size", ARG_INT, &opt.block_size, "N", "tokens per KV block (default 16)"},
         {"--max-step-tokens", ARG_INT, &opt.max_step_tokens, "N", "tokens per forward; longer prompts are chunked (default 512)"},
         {"--json", ARG_FLAG, &json, NULL, "print one JSON object"},
@@ -273,10 +275,15 @@ int cmd_generate(int argc, char **argv) {
     Model model;
     GenStats stats;
     double load_s = 0;
+    Backend backend;
+    if (st == MX_OK) st = backend_open(device, &backend);
     if (st == MX_OK) {
-        st = model_load(model_dir, &ops_ref, &opt, &model);
+        st = model_load(model_dir, &backend, &opt, &model);
         load_s = seconds_since(&t0);
         if (st == MX_OK) {
+            char plan[256];
+            model_plan_describe(&model.plan, plan, sizeof plan);
+            if (!json) fprintf(stderr, "myrmex: %s; %s\n", backend.desc, plan);
             // The tokenizer's eos ids (generation_config.json, tokenizer_config.json) stop it too.
             if (tok) req.n_stop_ids = tokenizer_eos(tok, &req.stop_ids);
             st = generate_run(&model, &req, 1, &stats);
