@@ -81,17 +81,23 @@ static MxStatus add_norm(Model *m, const void *delta, Weight w, int t) {
     return MX_OK;
 }
 
-// The longest query run and context of the batch: the attention launch's bounds.
-static void batch_bounds(const Batch *b, int *max_q, int *max_ctx) {
-    *max_q = *max_ctx = 0;
+// The sizes a step's ops are launched with (a captured graph keeps them).
+typedef struct StepShape {
+    int n_tokens, n_seqs, n_rows;
+    int max_q_len, max_ctx_len; // attention's launch bounds
+} StepShape;
+
+static StepShape batch_shape(const Batch *b) {
+    StepShape sh = {.n_tokens = b->n_tokens, .n_seqs = b->n_seqs, .n_rows = b->n_rows};
     for (int s = 0; s < b->n_seqs; s++) {
         int n_q = b->q_start[s + 1] - b->q_start[s];
-        if (n_q > *max_q) *max_q = n_q;
-        if (b->ctx_len[s] > *max_ctx) *max_ctx = b->ctx_len[s];
+        if (n_q > sh.max_q_len) sh.max_q_len = n_q;
+        if (b->ctx_len[s] > sh.max_ctx_len) sh.max_ctx_len = b->ctx_len[s];
     }
+    return sh;
 }
 
-static MxStatus attention_block(Model *m, const Batch *b, int l) {
+static MxStatus attention_block(Model *m, const StepShape *b, int l) {
     const ModelConfig *c = &m->cfg;
     const LayerWeights *w = &m->w.layers[l];
     Workspace *ws = &m->ws;
@@ -109,8 +115,8 @@ static MxStatus attention_block(Model *m, const Batch *b, int l) {
                            .kv_indices = ws->kv_indices, .n_seqs = b->n_seqs, .n_tokens = t,
                            .n_q_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
                            .block_size = m->opt.block_size, .num_blocks = m->opt.kv_blocks,
-                           .sliding_window = c->sliding_window, .scale = 1.0f / sqrtf((float)c->head_dim)};
-    batch_bounds(b, &att.max_q_len, &att.max_ctx_len);
+                           .sliding_window = c->sliding_window, .scale = 1.0f / sqrtf((float)c->head_dim),
+                           .max_q_len = b->max_q_len, .max_ctx_len = b->max_ctx_len};
     OPS_CALL(m->ops->attention(&att, m->queue), "attention");
     return gemm(m, ws->attn, w->wo, ws->delta, t, d, qd);
 }
@@ -128,13 +134,12 @@ static MxStatus mlp_block(Model *m, int t, int l) {
     return gemm(m, ws->act, w->w_down, ws->delta, t, c->hidden_size, in);
 }
 
-MxStatus model_forward(Model *m, const Batch *b, float *logits) {
-    MxStatus st = check_batch(m, b);
-    if (st || (st = upload_batch(m, b))) return st;
+// Every op of one step, on the batch already in the workspace: embedding to logits.
+static MxStatus run_step(Model *m, const StepShape *b) {
     const ModelConfig *c = &m->cfg;
     Workspace *ws = &m->ws;
     int t = b->n_tokens;
-
+    MxStatus st;
     EmbeddingParams emb = {.tokens = ws->tokens, .table = m->w.embed.data, .table_dtype = m->w.embed.dtype,
                            .out = ws->h, .n_tokens = t, .dim = c->hidden_size, .vocab = c->vocab_size};
     OPS_CALL(m->ops->embedding(&emb, m->queue), "embedding");
@@ -146,13 +151,102 @@ MxStatus model_forward(Model *m, const Batch *b, float *logits) {
     }
     if ((st = add_norm(m, ws->delta, m->w.final_norm, t))) return st;
     if (b->n_rows == 0) return MX_OK;
-
     LmHeadParams lm = {.hidden = ws->x, .rows = ws->rows, .w = m->w.lm_head.data, .w_dtype = m->w.lm_head.dtype,
                        .logits = ws->logits, .n_rows = b->n_rows, .n_tokens = t, .dim = c->hidden_size,
                        .vocab = c->vocab_size};
     OPS_CALL(m->ops->lm_head(&lm, m->queue), "lm_head");
-    size_t bytes = (size_t)b->n_rows * (size_t)c->vocab_size * sizeof(float);
-    if (m->ops->download(logits, ws->logits, bytes, m->queue) != OPS_OK || m->ops->sync(m->queue) != OPS_OK)
+    return MX_OK;
+}
+
+// ---- decode steps as graphs ---------------------------------------------------------------
+//
+// A decode step (one token per sequence, logits for each) launches ~10 ops per layer whose
+// host launch cost is comparable to their GPU time at small batch. Such steps are padded
+// to a bucket of 1, 2, 4, ... sequences and replayed from a graph captured the first time
+// the bucket is seen. Padding sequences decode token 0 at position 0 into no slot (slot -1)
+// reading one block of context; their rows are never downloaded. The attention bound is
+// the model's context limit, so one graph serves every context length.
+
+static int graph_bucket(int n_seqs) {
+    int b = 0;
+    while ((1 << b) < n_seqs) b++;
+    return b;
+}
+
+static bool is_plain_decode(const Batch *b) {
+    if (b->n_tokens != b->n_seqs || b->n_rows != b->n_seqs) return false;
+    for (int s = 0; s < b->n_seqs; s++)
+        if (b->logits_rows[s] != s) return false;
+    return true;
+}
+
+// b padded to `size` sequences, into m->graph_batch.
+static void pad_decode_batch(Model *m, const Batch *b, int size) {
+    Batch *p = &m->graph_batch;
+    size_t n = (size_t)b->n_seqs;
+    memcpy(p->tokens, b->tokens, n * sizeof *p->tokens);
+    memcpy(p->positions, b->positions, n * sizeof *p->positions);
+    memcpy(p->slot_mapping, b->slot_mapping, n * sizeof *p->slot_mapping);
+    memcpy(p->q_start, b->q_start, (n + 1) * sizeof *p->q_start);
+    memcpy(p->ctx_len, b->ctx_len, n * sizeof *p->ctx_len);
+    memcpy(p->kv_indptr, b->kv_indptr, (n + 1) * sizeof *p->kv_indptr);
+    memcpy(p->kv_indices, b->kv_indices, (size_t)b->n_kv_indices * sizeof *p->kv_indices);
+    memcpy(p->logits_rows, b->logits_rows, n * sizeof *p->logits_rows);
+    int kv = b->n_kv_indices;
+    for (int s = b->n_seqs; s < size; s++) {
+        p->tokens[s] = 0, p->positions[s] = 0, p->slot_mapping[s] = -1;
+        p->q_start[s + 1] = s + 1;
+        p->ctx_len[s] = 1;
+        p->kv_indices[kv++] = 0;
+        p->kv_indptr[s + 1] = kv;
+        p->logits_rows[s] = s;
+    }
+    p->n_tokens = p->n_seqs = p->n_rows = size;
+    p->n_kv_indices = kv;
+}
+
+// Runs a plain decode step from its bucket's graph; MX_ERR_ARG when this step cannot use
+// one (the caller then runs it eagerly).
+static MxStatus forward_graph(Model *m, const Batch *b) {
+    int bucket = graph_bucket(b->n_seqs), size = 1 << bucket;
+    if (!m->graphs_enabled || !is_plain_decode(b) || bucket >= MODEL_GRAPH_BUCKETS || size > m->opt.max_step_seqs ||
+        size > m->opt.max_step_tokens || size > m->opt.max_logit_rows ||
+        b->n_kv_indices + (size - b->n_seqs) > m->max_kv_indices)
+        return MX_ERR_ARG;
+    pad_decode_batch(m, b, size);
+    MxStatus st = upload_batch(m, &m->graph_batch);
+    if (st) return st;
+    if (!m->graphs[bucket]) {
+        StepShape sh = {.n_tokens = size, .n_seqs = size, .n_rows = size, .max_q_len = 1,
+                        .max_ctx_len = m->cfg.max_positions};
+        if (m->ops->capture_begin(m->queue) != OPS_OK) {
+            m->graphs_enabled = false;
+            return MX_ERR_ARG;
+        }
+        MxStatus run = run_step(m, &sh);
+        int rc = m->ops->capture_end(m->queue, &m->graphs[bucket]);
+        if (run != MX_OK || rc != OPS_OK) { // e.g. a library call that cannot be captured
+            m->graphs[bucket] = NULL;
+            m->graphs_enabled = false;
+            return MX_ERR_ARG;
+        }
+    }
+    if (m->ops->graph_launch(m->graphs[bucket], m->queue) != OPS_OK) return mx_fail(MX_ERR_OPS, "replaying a decode graph");
+    return MX_OK;
+}
+
+MxStatus model_forward(Model *m, const Batch *b, float *logits) {
+    MxStatus st = check_batch(m, b);
+    if (st) return st;
+    st = forward_graph(m, b);
+    if (st == MX_ERR_ARG) { // no graph for this step: launch its ops one by one
+        StepShape sh = batch_shape(b);
+        if ((st = upload_batch(m, b)) || (st = run_step(m, &sh))) return st;
+    } else if (st) {
+        return st;
+    }
+    size_t bytes = (size_t)b->n_rows * (size_t)m->cfg.vocab_size * sizeof(float);
+    if ((bytes && m->ops->download(logits, m->ws.logits, bytes, m->queue) != OPS_OK) || m->ops->sync(m->queue) != OPS_OK)
         return mx_fail(MX_ERR_OPS, "downloading logits");
     return MX_OK;
 }

@@ -144,6 +144,10 @@ static MxStatus load_parts(Model *m, const char *dir) {
     m->plan.weight_bytes = m->w.bytes;
     if ((st = alloc_workspace(m)) || (st = size_kv_pool(m))) return st;
     if ((st = block_pool_init(&m->pool, m->opt.kv_blocks)) || (st = alloc_kv(m))) return st;
+    if (m->ops->capture_begin && !m->opt.no_graphs) {
+        if ((st = model_batch_init(m, &m->graph_batch))) return st;
+        m->graphs_enabled = true;
+    }
 
     int half = m->cfg.head_dim / 2;
     float inv_freq[512];
@@ -174,12 +178,15 @@ MxStatus model_load(const char *dir, const Backend *backend, const ModelOptions 
 void model_free(Model *m) {
     if (m->ops) {
         if (m->queue) m->ops->sync(m->queue); // nothing may still be using what is freed below
+        for (int i = 0; i < MODEL_GRAPH_BUCKETS; i++)
+            if (m->graphs[i]) m->ops->graph_destroy(m->graphs[i]);
         for (int l = 0; m->k_cache && l < m->cfg.n_layers; l++) m->ops->free(m->k_cache[l]);
         for (int l = 0; m->v_cache && l < m->cfg.n_layers; l++) m->ops->free(m->v_cache[l]);
         m->ops->free(m->ws.base);
         m->ops->host_free(m->ws.staging);
         m->ops->free(m->inv_freq);
     }
+    batch_destroy(&m->graph_batch);
     mx_free(m->k_cache);
     mx_free(m->v_cache);
     block_pool_destroy(&m->pool);

@@ -20,6 +20,7 @@ typedef struct ModelOptions {
     int max_step_seqs;   // S capacity of one forward (default 64)
     int max_logit_rows;  // R capacity of one forward (default max_step_seqs)
     const char *gemm;    // GEMM kernels on CUDA: NULL/"auto", "cublas", "skinny", "mma", "wgmma"
+    bool no_graphs;      // launch decode steps op by op even where the backend has graphs
     void (*progress)(int layers_done, int layers_total); // weight loading progress, or NULL
 } ModelOptions;
 
@@ -53,6 +54,8 @@ typedef struct Workspace {
     char *staging;
 } Workspace;
 
+#define MODEL_GRAPH_BUCKETS 11 // up to 1024 sequences
+
 typedef struct Model {
     ModelConfig cfg;
     ModelOptions opt;
@@ -66,6 +69,10 @@ typedef struct Model {
     Workspace ws;
     int max_kv_indices;        // capacity of the batch's kv_indices
     MemoryPlan plan;
+    // Decode steps replayed from graphs, one per bucket of 2^i sequences (forward.c).
+    bool graphs_enabled;
+    void *graphs[MODEL_GRAPH_BUCKETS];
+    Batch graph_batch;         // the padded decode batch
 } Model;
 
 // Loads DIR (config.json + safetensors) onto the backend. On error returns the config,
