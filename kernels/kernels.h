@@ -142,9 +142,15 @@ typedef struct SampleParams {
     int n_rows, vocab;
 } SampleParams;
 
+#ifdef __CUDACC__
+#define MX_HOST_DEVICE __host__ __device__ // callable from CUDA kernels too
+#else
+#define MX_HOST_DEVICE
+#endif
+
 // The uniform draw shared by every backend's sample op: splitmix64 of the seed and the
 // counter, top 24 bits -> [0, 1). Pure, so a request's tokens do not depend on batching.
-static inline float sample_uniform(uint64_t seed, uint64_t counter) {
+static inline MX_HOST_DEVICE float sample_uniform(uint64_t seed, uint64_t counter) {
     uint64_t z = seed * 0x9e3779b97f4a7c15ull + counter * 0xd1b54a32d192ed03ull + 0x632be59bd9b4e019ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -181,6 +187,9 @@ typedef struct Ops {
     int (*silu_mul)(const SiluMulParams *p, void *queue);
     int (*lm_head)(const LmHeadParams *p, void *queue);
     int (*sample)(const SampleParams *p, void *queue);
+    // dst[i] = a value from a fixed hash of (seed, i), uniform in [lo, hi] (lo == hi: a
+    // constant), stored in dtype: dummy weights made where they live, for benchmarks.
+    int (*fill)(void *dst, size_t n, DType dtype, uint64_t seed, float lo, float hi, void *queue);
 
     // Optional (NULL when the backend has none): record the ops issued on a queue between
     // capture_begin and capture_end as a graph, and replay it with the same pointers and

@@ -180,6 +180,21 @@ static int ref_silu_mul(const SiluMulParams *p, void *queue) {
     return OPS_OK;
 }
 
+// ---- fill ---------------------------------------------------------------------------------
+
+static int ref_fill(void *dst, size_t n, DType dtype, uint64_t seed, float lo, float hi, void *queue) {
+    (void)queue;
+    if (!dst || !ops_ref_dtype_ok(dtype) || !isfinite(lo) || !isfinite(hi) || lo > hi) return OPS_ERR_ARG;
+#pragma omp parallel for schedule(static) if (n > OPS_REF_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float v = lo + (hi - lo) * sample_uniform(seed, i);
+        if (dtype == DT_F32) ((float *)dst)[i] = v;
+        else if (dtype == DT_BF16) ((uint16_t *)dst)[i] = f32_to_bf16(v);
+        else ((uint16_t *)dst)[i] = f32_to_f16(v);
+    }
+    return OPS_OK;
+}
+
 // ---- the table ----------------------------------------------------------------------------
 
 const Ops ops_ref = {
@@ -203,4 +218,5 @@ const Ops ops_ref = {
     .silu_mul = ref_silu_mul,
     .lm_head = ops_ref_lm_head,
     .sample = ops_ref_sample,
+    .fill = ref_fill,
 };

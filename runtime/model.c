@@ -138,9 +138,13 @@ static MxStatus alloc_workspace(Model *m) {
     return MX_OK;
 }
 
+// Everything after the config: weights from dir's files, or dummy weights when dir is NULL.
 static MxStatus load_parts(Model *m, const char *dir) {
     MxStatus st = backend_queue_create(&m->backend, m->opt.gemm, &m->queue);
-    if (st || (st = weights_load(dir, &m->cfg, m->ops, m->queue, m->opt.progress, &m->w))) return st;
+    if (st) return st;
+    st = dir ? weights_load(dir, &m->cfg, m->ops, m->queue, m->opt.progress, &m->w)
+             : weights_init_dummy(&m->cfg, m->ops, m->queue, 1234, &m->w);
+    if (st) return st;
     m->plan.weight_bytes = m->w.bytes;
     if ((st = alloc_workspace(m)) || (st = size_kv_pool(m))) return st;
     if ((st = block_pool_init(&m->pool, m->opt.kv_blocks)) || (st = alloc_kv(m))) return st;
@@ -172,6 +176,18 @@ MxStatus model_load(const char *dir, const Backend *backend, const ModelOptions 
         return st;
     }
     if ((st = load_parts(m, dir))) model_free(m);
+    return st;
+}
+
+MxStatus model_load_dummy(const ModelConfig *cfg, const Backend *backend, const ModelOptions *opt, Model *m) {
+    memset(m, 0, sizeof *m);
+    MxStatus st = check_options(opt);
+    if (st) return st;
+    m->backend = *backend;
+    m->ops = backend->ops;
+    m->opt = *opt;
+    m->cfg = *cfg;
+    if ((st = load_parts(m, NULL))) model_free(m);
     return st;
 }
 

@@ -79,6 +79,8 @@ typedef struct Model {
 // safetensors or weights code (MX_ERR_NOMEM for backend memory, MX_ERR_ARG for bad
 // options) and leaves *m zeroed.
 MxStatus model_load(const char *dir, const Backend *backend, const ModelOptions *opt, Model *m);
+// The same with dummy weights of cfg's shapes made on the backend (weights_init_dummy).
+MxStatus model_load_dummy(const ModelConfig *cfg, const Backend *backend, const ModelOptions *opt, Model *m);
 void model_free(Model *m);
 
 // "weights 24.2 GiB, workspace 1.1 GiB, KV 96.0 GiB = 6144 blocks x 16 = 98304 tokens"

@@ -185,6 +185,51 @@ MxStatus weights_load(const char *dir, const ModelConfig *cfg, const Ops *ops, v
     return st;
 }
 
+// A dummy weight of n elements filled in [lo, hi].
+static MxStatus dummy(ModelWeights *w, void *queue, size_t n, uint64_t seed, float lo, float hi, Weight *out) {
+    size_t bytes = n * dtype_size(DT_BF16);
+    void *buf = w->ops->alloc(bytes);
+    if (!buf) return mx_fail(MX_ERR_NOMEM, "backend memory for dummy weights (%zu bytes)", bytes);
+    w->owned[w->n_owned++] = buf;
+    w->bytes += bytes;
+    if (w->ops->fill(buf, n, DT_BF16, seed, lo, hi, queue) != OPS_OK) return mx_fail(MX_ERR_OPS, "filling dummy weights");
+    *out = (Weight){buf, DT_BF16};
+    return MX_OK;
+}
+
+MxStatus weights_init_dummy(const ModelConfig *c, const Ops *ops, void *queue, uint64_t seed, ModelWeights *out) {
+    memset(out, 0, sizeof *out);
+    out->ops = ops;
+    out->layers = mx_calloc((size_t)c->n_layers, sizeof *out->layers);
+    out->owned = mx_calloc((size_t)c->n_layers * 6 + 3, sizeof *out->owned);
+    if (!out->layers || !out->owned) {
+        weights_free(out);
+        return mx_fail(MX_ERR_NOMEM, "weight tables");
+    }
+    const float a = 0.02f * 1.7320508f; // uniform on [-a, a] has std 0.02
+    size_t d = (size_t)c->hidden_size, in = (size_t)c->intermediate_size, v = (size_t)c->vocab_size;
+    size_t qkv = ((size_t)c->n_heads + 2 * (size_t)c->n_kv_heads) * (size_t)c->head_dim;
+    size_t qd = (size_t)c->n_heads * (size_t)c->head_dim;
+    MxStatus st = dummy(out, queue, v * d, seed, -a, a, &out->embed);
+    for (int l = 0; l < c->n_layers && !st; l++) {
+        LayerWeights *lw = &out->layers[l];
+        uint64_t s = seed + 16 * (uint64_t)(l + 1);
+        if ((st = dummy(out, queue, d, s, 1, 1, &lw->attn_norm)) || (st = dummy(out, queue, qkv * d, s + 1, -a, a, &lw->wqkv)) ||
+            (st = dummy(out, queue, d * qd, s + 2, -a, a, &lw->wo)) || (st = dummy(out, queue, d, s + 3, 1, 1, &lw->mlp_norm)) ||
+            (st = dummy(out, queue, 2 * in * d, s + 4, -a, a, &lw->w_gate_up)) ||
+            (st = dummy(out, queue, d * in, s + 5, -a, a, &lw->w_down)))
+            break;
+    }
+    if (!st) st = dummy(out, queue, d, seed + 2, 1, 1, &out->final_norm);
+    if (!st) {
+        if (c->tie_word_embeddings) out->lm_head = out->embed;
+        else st = dummy(out, queue, v * d, seed + 3, -a, a, &out->lm_head);
+    }
+    if (!st && ops->sync(queue) != OPS_OK) st = mx_fail(MX_ERR_OPS, "filling dummy weights");
+    if (st) weights_free(out);
+    return st;
+}
+
 void weights_free(ModelWeights *w) {
     for (int i = 0; i < w->n_owned; i++) w->ops->free(w->owned[i]);
     mx_free(w->owned);

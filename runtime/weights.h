@@ -45,6 +45,10 @@ typedef struct ModelWeights {
 // progress, when not NULL, is called after each layer with (layers done, layers total).
 MxStatus weights_load(const char *dir, const ModelConfig *cfg, const Ops *ops, void *queue,
                       void (*progress)(int done, int total), ModelWeights *out);
+// Dummy weights of cfg's shapes made in backend memory by Ops.fill (nothing read from disk,
+// no host copy): matrices uniform with std 0.02, norm weights 1. bf16 on every backend.
+MxStatus weights_init_dummy(const ModelConfig *cfg, const Ops *ops, void *queue, uint64_t seed, ModelWeights *out);
+
 void weights_free(ModelWeights *w);
 
 #endif

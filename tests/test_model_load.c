@@ -1,6 +1,7 @@
 // Loading a model directory: each tensor-level check of RELIABILITY.md gets a model built
 // with exactly one defect and asserts its named error; allocation failures at every point
 // of model_load fail cleanly (no leak under ASan); bad generate requests are refused.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "alloc.h"
 #include "generate.h"
 #include "model.h"
+#include "model_presets.h"
 #include "safetensors_write.h"
 #include "test_util.h"
 
@@ -189,6 +191,49 @@ static void test_unaligned_tensors(void) {
     CHECK(memcmp(a, b, sizeof a) == 0);
 }
 
+// Presets parse like real configs; a dummy model runs and is the same every time.
+static void test_dummy_model(void) {
+    ModelConfig cfg;
+    static const char *names[] = {"llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "llama-3-70b", "small-100m"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) CHECK_STATUS(model_preset_config(names[i], &cfg), MX_OK);
+    CHECK(cfg.hidden_size == 768 && cfg.n_layers == 12 && cfg.tie_word_embeddings);
+    CHECK_STATUS(model_preset_config("llama-2-13b", &cfg), MX_OK);
+    CHECK(cfg.hidden_size == 5120 && cfg.n_layers == 40 && cfg.n_kv_heads == 40 && cfg.head_dim == 128);
+    CHECK_STATUS(model_preset_config("llama-3-70b", &cfg), MX_OK);
+    CHECK(cfg.n_heads == 64 && cfg.n_kv_heads == 8 && cfg.vocab_size == 128256);
+    CHECK_STATUS(model_preset_config("gpt-5", &cfg), MX_ERR_ARG);
+
+    CHECK_STATUS(model_preset_config("small-100m", &cfg), MX_OK);
+    ModelOptions opt = model_options_default();
+    opt.kv_blocks = 2;
+    float *logits[2];
+    for (int run = 0; run < 2; run++) {
+        logits[run] = malloc((size_t)cfg.vocab_size * sizeof(float));
+        Model m;
+        CHECK_STATUS(model_load_dummy(&cfg, test_cpu_backend(), &opt, &m), MX_OK);
+        CHECK(m.plan.weight_bytes == 2ull * (32000ull * 768 + 12ull * (768 * (768 + 2 * 256) + 768 * 768 + 2 * 768 + 3 * 2048 * 768) + 768));
+        Batch b;
+        BlockTable t = {0};
+        int32_t prompt[3] = {1, 500, 31999};
+        CHECK_STATUS(model_batch_init(&m, &b), MX_OK);
+        CHECK_STATUS(block_table_reserve(&t, &m.pool, m.opt.block_size, 3), MX_OK);
+        CHECK_STATUS(batch_add(&b, prompt, 3, 0, &t, m.opt.block_size, BATCH_LOGITS_LAST), MX_OK);
+        CHECK_STATUS(model_forward(&m, &b, logits[run]), MX_OK);
+        block_table_release(&t, &m.pool);
+        batch_destroy(&b);
+        model_free(&m);
+    }
+    bool finite = true, varied = false;
+    for (int i = 0; i < cfg.vocab_size; i++) {
+        finite &= isfinite(logits[0][i]) != 0;
+        varied |= logits[0][i] != logits[0][0];
+    }
+    CHECK(finite && varied);
+    CHECK(memcmp(logits[0], logits[1], (size_t)cfg.vocab_size * sizeof(float)) == 0);
+    free(logits[0]);
+    free(logits[1]);
+}
+
 static void test_bad_options(void) {
     const char *dir = make_model(&(Defect){0});
     ModelOptions opt = model_options_default();
@@ -261,6 +306,7 @@ int main(void) {
     RUN(test_missing_files);
     RUN(test_unaligned_tensors);
     RUN(test_bad_options);
+    RUN(test_dummy_model);
     RUN(test_alloc_failures);
     RUN(test_generate_errors);
     return test_exit();
