@@ -23,9 +23,15 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int generate_blocks_needed(const GenRequest *reqs, int n, int block_size) {
+// Blocks the requests hold at most, all running at once.
+static long blocks_held(const GenRequest *reqs, int n, int block_size) {
     long total = 0;
     for (int i = 0; i < n; i++) total += blocks_for_tokens(reqs[i].n_prompt + reqs[i].max_tokens, block_size);
+    return total;
+}
+
+int generate_blocks_needed(const GenRequest *reqs, int n, int block_size) {
+    long total = blocks_held(reqs, n, block_size) + 1; // + the null block
     return total > INT32_MAX ? INT32_MAX : (int)total;
 }
 
@@ -180,10 +186,10 @@ MxStatus generate_run(Model *m, GenRequest *reqs, int n, GenStats *stats) {
         st = check_request(m, &reqs[i]);
     }
     if (st) return st;
-    int needed = generate_blocks_needed(reqs, n, m->opt.block_size);
-    if (needed > block_pool_free_count(&m->pool))
-        return mx_fail(MX_ERR_KV_FULL, "%d requests need %d KV blocks, %d are free", n, needed,
-                       block_pool_free_count(&m->pool));
+    long needed = blocks_held(reqs, n, m->opt.block_size);
+    if (needed > block_pool_available(&m->pool))
+        return mx_fail(MX_ERR_KV_FULL, "%d requests need %ld KV blocks, %d are available", n, needed,
+                       block_pool_available(&m->pool));
 
     SeqState *seqs = mx_calloc((size_t)n, sizeof *seqs);
     if (!seqs) return mx_fail(MX_ERR_NOMEM, "request states");

@@ -1,7 +1,8 @@
 // Running a few requests to completion together on one model: each step batches every
 // unfinished request (prefill chunks and single-token decodes) into one varlen forward.
-// This is the simple driver used by `myrmex generate` and the tests; the engine (scheduler,
-// preemption, prefix cache) replaces it for serving.
+// This is the simple driver the fixture tests use, since it can return the logits of every
+// position (logits_out); everything else runs on the engine (myrmex.h: scheduler,
+// preemption, prefix cache), `myrmex generate` included.
 #ifndef MYRMEX_GENERATE_H
 #define MYRMEX_GENERATE_H
 
@@ -45,7 +46,8 @@ typedef struct GenStats {
 MxStatus generate_run(Model *m, GenRequest *reqs, int n, GenStats *stats);
 void gen_request_clear(GenRequest *r);
 
-// KV blocks that n requests need to run together on m's block size.
+// KV pages (ModelOptions.kv_blocks) for n requests to run together with blocks of
+// block_size tokens: their blocks plus the pool's null block.
 int generate_blocks_needed(const GenRequest *reqs, int n, int block_size);
 
 #endif

@@ -73,10 +73,11 @@ static uint64_t kv_block_bytes(const Model *m) {
 }
 
 // --kv-blocks, or --kv-fraction of what the backend has left, capped at what max_step_seqs
-// sequences of the full context can use (more could never be live at once).
+// sequences of the full context can use (more could never be live at once) plus block 0,
+// the null block the engine never hands out.
 static MxStatus size_kv_pool(Model *m) {
     uint64_t per_block = kv_block_bytes(m);
-    int64_t cap = (int64_t)m->opt.max_step_seqs * blocks_for_tokens(m->cfg.max_positions, m->opt.block_size);
+    int64_t cap = (int64_t)m->opt.max_step_seqs * blocks_for_tokens(m->cfg.max_positions, m->opt.block_size) + 1; // + the null block
     if (cap > INT32_MAX / m->opt.block_size) cap = INT32_MAX / m->opt.block_size;
     if (m->opt.kv_blocks > 0) return MX_OK;
     size_t free_bytes, total;
@@ -117,12 +118,11 @@ static MxStatus alloc_kv(Model *m) {
 }
 
 static MxStatus alloc_workspace(Model *m) {
-    // Each sequence of a step can reference at most the blocks of a full context; the bound
-    // uses the configured pool (or its largest possible size when the pool is sized later).
+    // Each sequence of a step can reference at most the blocks of a full context (blocks
+    // shared through the prefix cache are listed once per sequence, so the pool size is no
+    // bound).
     int64_t per_seq = blocks_for_tokens(m->cfg.max_positions, m->opt.block_size);
     int64_t max_kv = (int64_t)m->opt.max_step_seqs * per_seq;
-    if (m->opt.kv_blocks > 0 && max_kv > m->opt.kv_blocks + (int64_t)m->opt.max_step_seqs)
-        max_kv = m->opt.kv_blocks + m->opt.max_step_seqs;
     if (max_kv > INT32_MAX / 4) return mx_fail(MX_ERR_ARG, "step capacities are too large for this context length");
     m->max_kv_indices = (int)max_kv;
 

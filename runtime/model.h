@@ -12,7 +12,7 @@
 
 typedef struct ModelOptions {
     int block_size;      // tokens per KV block (default 16)
-    int kv_blocks;       // KV pool size in blocks; 0: sized by kv_fraction
+    int kv_blocks;       // KV pool size in blocks, block 0 (the null block) included; 0: sized by kv_fraction
     double kv_fraction;  // with kv_blocks 0: this fraction of the backend memory left after
                          // weights and workspace (default 0.9), capped at what max_step_seqs
                          // full-length sequences can use

@@ -72,7 +72,8 @@
     X(MX_ERR_KV_FULL, "not enough free KV-cache blocks")                                     \
     X(MX_ERR_CONTEXT, "sequence longer than the model's context")                            \
     X(MX_ERR_TOKEN, "token id out of range")                                                 \
-    X(MX_ERR_DEVICE, "no usable device of the kind asked for")
+    X(MX_ERR_DEVICE, "no usable device of the kind asked for")                               \
+    X(MX_ERR_KV_TOO_SMALL, "request needs more KV-cache blocks than the whole pool has")
 
 typedef enum MxStatus {
 #define MX_STATUS_ENUM(name, text) name,

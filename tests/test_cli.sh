@@ -423,5 +423,144 @@ else
     echo "test_cli: tokenizer fixtures or python3 missing; tokenizer CLI tests skipped" >&2
 fi
 
+# --- generate --prompts FILE: many prompts through the engine at once ----------------------
+P=$SCRATCH/prompts.jsonl
+usage_error "give --prompts or a single prompt, not both" generate --model "$A" --prompts "$P" --prompt-ids 1
+usage_error "--prefix-cache must be on or off" generate --model "$A" --prompt-ids 1 --prefix-cache maybe
+usage_error "--kv-blocks must be >= 1" generate --model "$A" --prompt-ids 1 --kv-blocks 0
+usage_error "--kv-fraction must be in (0, 1]" generate --model "$A" --prompt-ids 1 --kv-fraction 1.5
+usage_error "give --kv-blocks or --kv-fraction, not both" generate --model "$A" --prompt-ids 1 --kv-blocks 4 --kv-fraction 0.5
+usage_error "--max-seqs must be >= 1" generate --model "$A" --prompt-ids 1 --max-seqs 0
+usage_error "--max-batched-tokens must be >= 1" generate --model "$A" --prompt-ids 1 --max-batched-tokens 0
+usage_error "--block-size must be in [1, 1024]" generate --model "$A" --prompt-ids 1 --block-size 0
+expect 1 generate --model "$A" --prompts "$SCRATCH/no-such.jsonl" && grep_in "$ERR" "cannot open"
+# Each bad line is named: FILE:LINE.
+bad_line() { # bad_line MESSAGE LINE-TEXT
+    printf '{"prompt_ids": [1, 2]}\n\n%s\n' "$2" >"$SCRATCH/bad.jsonl"
+    expect 1 generate --model "$A" --prompts "$SCRATCH/bad.jsonl"
+    grep_in "$ERR" "bad.jsonl:3: $1"
+}
+bad_line "not a valid JSON value" '{"prompt_ids": [1, 2]'
+bad_line "not a JSON object" '[1, 2]'
+bad_line 'unknown field "max_new_tokens"' '{"prompt_ids": [1], "max_new_tokens": 3}'
+bad_line 'give "prompt" or "prompt_ids" (exactly one)' '{"max_tokens": 3}'
+bad_line 'give "prompt" or "prompt_ids" (exactly one)' '{"prompt": "hi", "prompt_ids": [1]}'
+bad_line "a field appears twice" '{"prompt_ids": [1], "prompt_ids": [2]}'
+bad_line '"prompt_ids" item 1 is not a token id' '{"prompt_ids": [1, -4]}'
+bad_line '"max_tokens" must be an integer >= 1' '{"prompt_ids": [1], "max_tokens": 0}'
+bad_line '"top_p" must be a number in (0, 1]' '{"prompt_ids": [1], "top_p": 0}'
+bad_line '"stop" must be a string or a list' '{"prompt_ids": [1], "stop": 5}'
+bad_line "prompt token 9999 (at 1) is not in [0, 256)" '{"prompt_ids": [1, 9999]}'
+grep_in "$ERR" "token id out of range"
+bad_line "1 prompt + 100000 new tokens exceed the model's context of 512" '{"prompt_ids": [1], "max_tokens": 100000}'
+# Text prompts need the model's tokenizer, as --prompt does.
+printf '{"prompt": "hello"}\n' >"$SCRATCH/text.jsonl"
+expect 1 generate --model "$A" --prompts "$SCRATCH/text.jsonl" && grep_in "$ERR" "tokenizer.json"
+# A request larger than the whole KV pool is refused before anything runs.
+printf '{"prompt_ids": [1, 2, 3], "max_tokens": 40}\n' >"$SCRATCH/big.jsonl"
+expect 1 generate --model "$A" --prompts "$SCRATCH/big.jsonl" --kv-blocks 2 --block-size 4
+grep_in "$ERR" "request needs more KV-cache blocks than the whole pool has"
+grep_in "$ERR" "big.jsonl:1: 3 prompt + up to 40 new tokens need 11 KV blocks of 4 tokens; the pool has 2"
+
+# Five prompts of different lengths, budgets and sampling; a shared prefix for the cache.
+cat >"$P" <<'JSONL'
+{"prompt_ids": [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21], "max_tokens": 7}
+{"prompt_ids": [3], "max_tokens": 12, "ignore_eos": true}
+
+{"prompt_ids": [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 30], "max_tokens": 5, "top_logprobs": 2}
+{"prompt_ids": [40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75], "max_tokens": 9, "temperature": 0.8, "top_k": 20, "seed": 11}
+{"prompt_ids": [9, 9], "max_tokens": 3, "temperature": 1.0, "top_p": 0.9, "seed": 7, "stop_token_ids": [200]}
+JSONL
+expect 0 generate --model "$A" --prompts "$P" --json --ignore-eos
+cp "$OUT" "$SCRATCH/batched.json"
+grep_in "$ERR" "requests:  5 in"
+grep_in "$ERR" "tokens/s"
+checks=$((checks + 1))
+[[ $(wc -l <"$SCRATCH/batched.json") -eq 5 ]] || fail "--prompts --json did not print one line per prompt"
+# Every result equals the same prompt run alone (each line's fields override the flags).
+if command -v python3 >/dev/null; then
+    python3 - "$P" >"$SCRATCH/alone.args" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    if not line.strip():
+        continue
+    d = json.loads(line)
+    args = ["--prompt-ids", ",".join(map(str, d["prompt_ids"])), "--max-tokens", str(d["max_tokens"])]
+    for k, flag in [("temperature", "--temperature"), ("top_k", "--top-k"), ("top_p", "--top-p"), ("seed", "--seed"),
+                    ("top_logprobs", "--top-logprobs")]:
+        if k in d:
+            args += [flag, str(d[k])]
+    print(" ".join(args))
+PY
+    : >"$SCRATCH/alone.json"
+    while read -r -a args; do
+        "$MYRMEX" generate --model "$A" --json --ignore-eos "${args[@]}" >>"$SCRATCH/alone.json" 2>"$ERR"
+    done <"$SCRATCH/alone.args"
+    same_outputs() { # same_outputs FILE WHAT: FILE's results equal the alone runs'
+        checks=$((checks + 1))
+        python3 - "$SCRATCH/alone.json" "$1" <<'PY' || fail "$2: outputs differ from one prompt at a time"
+import json, sys
+alone = [json.loads(l) for l in open(sys.argv[1])]
+got = [json.loads(l) for l in open(sys.argv[2])]
+assert len(alone) == len(got) == 5, (len(alone), len(got))
+for a, g in zip(alone, got):
+    for k in ("output_ids", "finish_reason", "prompt_tokens", "completion_tokens"):
+        assert a[k] == g[k], (k, a[k], g[k])
+    assert a.get("top_logprobs") == g.get("top_logprobs")
+    assert set(g["timings"]) == set(a["timings"]), g["timings"]
+PY
+    }
+    same_outputs "$SCRATCH/batched.json" "--prompts"
+    # Chunks of one token, two sequences at a time, a pool that forces preemptions, no
+    # prefix cache: the same outputs.
+    expect 0 generate --model "$A" --prompts "$P" --json --ignore-eos --max-batched-tokens 1 --max-seqs 2
+    cp "$OUT" "$SCRATCH/chunked.json"
+    same_outputs "$SCRATCH/chunked.json" "--max-batched-tokens 1 --max-seqs 2"
+    expect 0 generate --model "$A" --prompts "$P" --json --ignore-eos --block-size 4 --kv-blocks 14 --max-batched-tokens 8
+    cp "$OUT" "$SCRATCH/pressure.json"
+    same_outputs "$SCRATCH/pressure.json" "--kv-blocks 14"
+    grep_in "$ERR" "preemptions"
+    expect 0 generate --model "$A" --prompts "$P" --json --ignore-eos --prefix-cache off --block-size 4
+    cp "$OUT" "$SCRATCH/nocache.json"
+    same_outputs "$SCRATCH/nocache.json" "--prefix-cache off"
+    grep_in "$ERR" ", 0 from the prefix cache"
+fi
+# Text output: each result under its line number, then the aggregate.
+expect 0 generate --model "$A" --prompts "$P" --ignore-eos
+grep_in "$OUT" "[0] line 1, 17 prompt tokens"
+grep_in "$OUT" "[4] line 6, 2 prompt tokens"
+grep_in "$OUT" "finish: length"
+grep_in "$OUT" "generated: 36 tokens in"
+
+# Text prompts with a tokenizer: the same text as --prompt, and stop strings.
+if [[ -d $SCRATCH/gen-llama3 ]] && command -v python3 >/dev/null; then
+    G=$SCRATCH/gen-llama3
+    expect 0 generate --model "$G" --prompt "hello world" --max-tokens 12 --ignore-eos --json
+    cp "$OUT" "$SCRATCH/one.json"
+    printf '{"prompt": "hello world", "max_tokens": 12, "ignore_eos": true}\n{"prompt": "hello", "max_tokens": 3}\n' >"$SCRATCH/t.jsonl"
+    expect 0 generate --model "$G" --prompts "$SCRATCH/t.jsonl" --json
+    checks=$((checks + 1))
+    python3 - "$SCRATCH/one.json" "$OUT" <<'PY' || fail "--prompts text differs from --prompt"
+import json, sys
+one = json.load(open(sys.argv[1]))
+lines = [json.loads(l) for l in open(sys.argv[2])]
+assert len(lines) == 2 and lines[0]["output_ids"] == one["output_ids"] and lines[0]["text"] == one["text"], (one, lines)
+PY
+    # A stop string taken from the middle of that text: the output ends right before it.
+    stop=$(python3 -c 'import json,sys; t = json.load(open(sys.argv[1]))["text"]; print(t[len(t)//2:len(t)//2+2])' "$SCRATCH/one.json")
+    python3 -c 'import json,sys; print(json.dumps({"prompt": "hello world", "max_tokens": 12, "ignore_eos": True, "stop": [sys.argv[1], "zzzz"]}))' "$stop" >"$SCRATCH/stop.jsonl"
+    expect 0 generate --model "$G" --prompts "$SCRATCH/stop.jsonl" --json
+    checks=$((checks + 1))
+    python3 - "$SCRATCH/one.json" "$OUT" "$stop" <<'PY' || fail "stop string"
+import json, sys
+one = json.load(open(sys.argv[1]))
+got = json.loads(open(sys.argv[2]).read())
+stop = sys.argv[3]
+want = one["text"][: one["text"].index(stop)]
+assert got["finish_reason"] == "stop" and got["text"] == want, (got, want)
+assert got["output_ids"] == one["output_ids"][: len(got["output_ids"])]
+PY
+fi
+
 echo "test_cli: $checks checks, $failures failed" >&2
 [[ $failures -eq 0 ]]

@@ -1,5 +1,6 @@
-// Block pool and block tables: all-or-nothing allocation, reference counts, LRU free order,
-// and free + live == total after every operation of a random workload.
+// Block pool and block tables: the null block, all-or-nothing allocation, reference counts,
+// LRU free order, and free + live == total after every operation of a random workload.
+// (The prefix cache is tested in test_block_pool.c.)
 #include <string.h>
 
 #include "alloc.h"
@@ -10,10 +11,12 @@
 static void test_pool_basics(void) {
     BlockPool p;
     CHECK_STATUS(block_pool_init(&p, 0), MX_ERR_ARG);
-    CHECK_STATUS(block_pool_init(&p, 8), MX_OK);
+    CHECK_STATUS(block_pool_init(&p, 1), MX_ERR_ARG); // only the null block
+    CHECK_STATUS(block_pool_init(&p, 9), MX_OK);      // the null block + 8
+    CHECK(block_pool_total(&p) == 8 && block_pool_free_count(&p) == 8);
     int32_t ids[8];
     CHECK_STATUS(block_pool_alloc(&p, 3, ids), MX_OK);
-    CHECK(ids[0] == 0 && ids[1] == 1 && ids[2] == 2);
+    CHECK(ids[0] == 1 && ids[1] == 2 && ids[2] == 3); // never the null block
     CHECK(block_pool_free_count(&p) == 5 && block_pool_live_count(&p) == 3);
     // All or nothing: asking for more than is free changes nothing.
     int32_t more[8] = {-7, -7, -7, -7, -7, -7, -7, -7};
@@ -29,7 +32,7 @@ static void test_pool_basics(void) {
     // LRU: freed blocks go to the tail, so the next allocation takes never-used blocks first.
     int32_t next[6];
     CHECK_STATUS(block_pool_alloc(&p, 6, next), MX_OK);
-    CHECK(next[0] == 3 && next[4] == 7 && next[5] == 1);
+    CHECK(next[0] == 4 && next[4] == 8 && next[5] == 2);
     CHECK(block_pool_free_count(&p) == 0);
     block_pool_check(&p);
     block_pool_destroy(&p);
@@ -44,7 +47,7 @@ static int rnd(int n) {
 static void test_tables_random(void) {
     enum { SEQS = 7, BLOCKS = 40, BS = 4 };
     BlockPool p;
-    CHECK_STATUS(block_pool_init(&p, BLOCKS), MX_OK);
+    CHECK_STATUS(block_pool_init(&p, BLOCKS + 1), MX_OK);
     BlockTable t[SEQS];
     int len[SEQS] = {0};
     memset(t, 0, sizeof t);
@@ -80,7 +83,7 @@ static void test_tables_random(void) {
 
 static void test_table_nomem(void) {
     BlockPool p;
-    CHECK_STATUS(block_pool_init(&p, 64), MX_OK);
+    CHECK_STATUS(block_pool_init(&p, 65), MX_OK);
     BlockTable t = {0};
     mx_alloc_fail_after(0);
     CHECK_STATUS(block_table_reserve(&t, &p, 16, 100), MX_ERR_NOMEM);
@@ -94,10 +97,10 @@ static void test_table_nomem(void) {
 
 static void test_batch(void) {
     BlockPool p;
-    CHECK_STATUS(block_pool_init(&p, 16), MX_OK);
+    CHECK_STATUS(block_pool_init(&p, 17), MX_OK);
     BlockTable a = {0}, b = {0};
-    CHECK_STATUS(block_table_reserve(&b, &p, 4, 3), MX_OK); // b: block 0
-    CHECK_STATUS(block_table_reserve(&a, &p, 4, 6), MX_OK); // a: blocks 1, 2
+    CHECK_STATUS(block_table_reserve(&b, &p, 4, 3), MX_OK); // b: block 1
+    CHECK_STATUS(block_table_reserve(&a, &p, 4, 6), MX_OK); // a: blocks 2, 3
     Batch batch;
     CHECK_STATUS(batch_init(&batch, 8, 2, 8, 8), MX_OK);
     int32_t prompt[6] = {10, 11, 12, 13, 14, 15};
@@ -108,8 +111,8 @@ static void test_batch(void) {
     CHECK(batch.q_start[0] == 0 && batch.q_start[1] == 6 && batch.q_start[2] == 7);
     CHECK(batch.ctx_len[0] == 6 && batch.ctx_len[1] == 3);
     CHECK(batch.positions[5] == 5 && batch.positions[6] == 2);
-    CHECK(batch.slot_mapping[0] == 4 && batch.slot_mapping[4] == 8 && batch.slot_mapping[6] == 2);
-    CHECK(batch.kv_indices[0] == 1 && batch.kv_indices[1] == 2 && batch.kv_indices[2] == 0);
+    CHECK(batch.slot_mapping[0] == 8 && batch.slot_mapping[4] == 12 && batch.slot_mapping[6] == 6);
+    CHECK(batch.kv_indices[0] == 2 && batch.kv_indices[1] == 3 && batch.kv_indices[2] == 1);
     CHECK(batch.last_page_len[0] == 2 && batch.last_page_len[1] == 3);
     CHECK(batch.logits_rows[6] == 6);
     // Over capacity, or a table too short for the context: rejected, batch unchanged.

@@ -272,7 +272,7 @@ static void test_alloc_failures(void) {
 static void test_generate_errors(void) {
     const char *dir = make_model(&(Defect){0});
     ModelOptions opt = model_options_default();
-    opt.kv_blocks = 2;
+    opt.kv_blocks = 3; // the null block + 2
     opt.block_size = 4;
     Model m;
     CHECK_STATUS(model_load(dir, test_cpu_backend(), &opt, &m), MX_OK);

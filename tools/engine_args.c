@@ -1,0 +1,53 @@
+// The engine's command-line flags (see engine_args.h).
+#include "engine_args.h"
+
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+void engine_args_init(EngineArgs *a) {
+    MxEngineOptions d = mx_engine_options_default();
+    *a = (EngineArgs){.block_size = d.block_size, .max_batched_tokens = d.max_batched_tokens, .max_seqs = d.max_seqs,
+                      .kv_blocks = INT_MIN, .kv_fraction = NAN, .prefix_cache = "on"};
+}
+
+int engine_args_specs(EngineArgs *a, ArgSpec *out) {
+    const ArgSpec specs[ENGINE_ARG_COUNT] = {
+        {"--max-batched-tokens", ARG_INT, &a->max_batched_tokens, "N",
+         "tokens computed per step; longer prompts are prefilled in chunks (default 512)"},
+        {"--max-seqs", ARG_INT, &a->max_seqs, "N", "requests running at once (default 64)"},
+        {"--kv-blocks", ARG_INT, &a->kv_blocks, "N", "KV pool size in blocks (instead of --kv-fraction)"},
+        {"--kv-fraction", ARG_DOUBLE, &a->kv_fraction, "F",
+         "KV pool: this fraction of the device memory left after weights and workspace (default 0.9)"},
+        {"--block-size", ARG_INT, &a->block_size, "N", "tokens per KV block (default 16)"},
+        {"--prefix-cache", ARG_STRING, &a->prefix_cache, "on|off",
+         "reuse the KV blocks of prompt prefixes shared between requests (default on)"},
+    };
+    memcpy(out, specs, sizeof specs);
+    return ENGINE_ARG_COUNT;
+}
+
+// Not given: kv_blocks INT_MIN, kv_fraction NaN (parse_double never yields NaN).
+bool engine_args_pool_given(const EngineArgs *a) { return a->kv_blocks != INT_MIN || !isnan(a->kv_fraction); }
+
+const char *engine_args_apply(const EngineArgs *a, MxEngineOptions *o) {
+    if (a->block_size < 1 || a->block_size > 1024) return "--block-size must be in [1, 1024]";
+    if (a->max_batched_tokens < 1) return "--max-batched-tokens must be >= 1";
+    if (a->max_seqs < 1) return "--max-seqs must be >= 1";
+    bool blocks = a->kv_blocks != INT_MIN, fraction = !isnan(a->kv_fraction);
+    if (blocks && a->kv_blocks < 1) return "--kv-blocks must be >= 1";
+    if (blocks && fraction) return "give --kv-blocks or --kv-fraction, not both";
+    if (fraction && !(a->kv_fraction > 0 && a->kv_fraction <= 1)) return "--kv-fraction must be in (0, 1]";
+    bool on = strcmp(a->prefix_cache, "on") == 0;
+    if (!on && strcmp(a->prefix_cache, "off") != 0) return "--prefix-cache must be on or off";
+    o->block_size = a->block_size;
+    o->max_batched_tokens = a->max_batched_tokens;
+    o->max_seqs = a->max_seqs;
+    if (blocks) o->kv_blocks = a->kv_blocks;
+    if (fraction) {
+        o->kv_blocks = 0;
+        o->kv_fraction = a->kv_fraction;
+    }
+    o->prefix_cache = on;
+    return NULL;
+}
