@@ -162,7 +162,7 @@ int main(int argc, char **argv) {
                     backend.desc, bandwidth / 1e9);
     int failed = 0;
     for (int i = 0; i < n_batches; i++) {
-        Result r;
+        Result r = {0};
         if (run(&m, batches[i], context, steps, &r, bandwidth)) {
             failed = 1;
             continue;

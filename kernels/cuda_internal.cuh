@@ -14,7 +14,8 @@ extern "C" {
 }
 
 // What every op on one queue shares. scratch is device memory for split-K / split-KV
-// partial results; a launcher that needs more than scratch_bytes uses fewer splits.
+// partial results and cuBLAS's workspace; a launcher that needs more than scratch_bytes
+// uses fewer splits. It holds nothing from one op to the next (ops on a queue run in order).
 struct CudaQueue {
     cudaStream_t stream;
     cublasHandle_t cublas; // created on first use (cuda_gemm_cublas)
@@ -51,11 +52,13 @@ int cuda_rmsnorm(const RmsNormParams *p, CudaQueue *q);          // cuda_norm.cu
 int cuda_rope_kv_write(const RopeKvWriteParams *p, CudaQueue *q); // cuda_rope_kv.cu
 int cuda_silu_mul(const SiluMulParams *p, CudaQueue *q);         // cuda_silu.cu
 int cuda_sample(const SampleParams *p, CudaQueue *q);            // cuda_sample.cu
+int cuda_fill(void *dst, size_t n, DType dtype, uint64_t seed, float lo, float hi, CudaQueue *q); // cuda_fill.cu
 int cuda_attention(const AttentionParams *p, CudaQueue *q);      // cuda_attention.cu: prefill / decode
 int cuda_gemm_skinny(const GemmParams *p, CudaQueue *q);         // cuda_gemm_skinny.cu (any M; fast M <= 64)
 int cuda_lm_head(const LmHeadParams *p, CudaQueue *q);           // cuda_gemm_skinny.cu
 int cuda_gemm_mma(const GemmParams *p, CudaQueue *q);            // cuda_gemm_mma.cu (sm_80+)
 int cuda_gemm_wgmma(const GemmParams *p, CudaQueue *q);          // cuda_gemm_wgmma.cu (sm_90a)
 int cuda_gemm_cublas(const GemmParams *p, CudaQueue *q);         // cuda_gemm_cublas.cu
+void cuda_cublas_destroy(CudaQueue *q);                          // cuda_gemm_cublas.cu: frees q->cublas
 
 #endif

@@ -27,6 +27,9 @@ typedef enum CudaGemmImpl {
 const char *cuda_gemm_impl_name(CudaGemmImpl impl);
 int ops_cuda_set_gemm(void *queue, CudaGemmImpl impl); // OPS_ERR_UNSUPPORTED: not on this GPU
 
+// The cudaStream_t of a queue (benchmarks time it with CUDA events).
+void *ops_cuda_stream(void *queue);
+
 // Makes device `index` current for the calling thread (before any other call on it).
 int ops_cuda_use_device(int index);
 // Free and total device memory of the current device, in bytes.

@@ -24,41 +24,6 @@
 
 // ---- helpers: RNG, buffers, comparison ----------------------------------------------------
 
-static uint64_t rng_state;
-
-static void rng_seed(uint64_t seed) { rng_state = seed * 0x9e3779b97f4a7c15ull + 1; }
-
-static uint64_t rng_next(void) { // splitmix64
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static float rng_float(float lo, float hi) {
-    return lo + (hi - lo) * (float)((double)(rng_next() >> 40) / 16777216.0);
-}
-
-static int rng_int(int lo, int hi) { return lo + (int)(rng_next() % (uint64_t)(hi - lo + 1)); }
-
-static void shuffle(int32_t *a, int n) {
-    for (int i = n - 1; i > 0; i--) {
-        int j = rng_int(0, i);
-        int32_t tmp = a[i];
-        a[i] = a[j];
-        a[j] = tmp;
-    }
-}
-
-static void *xmalloc(size_t bytes) {
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
 static float *filled(size_t n, float value) {
     float *p = xmalloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++) p[i] = value;
@@ -67,7 +32,7 @@ static float *filled(size_t n, float value) {
 
 static float *random_f32(size_t n, float lo, float hi) {
     float *p = xmalloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = rng_float(lo, hi);
+    for (size_t i = 0; i < n; i++) p[i] = test_rng_float(lo, hi);
     return p;
 }
 
@@ -80,7 +45,7 @@ typedef struct Weights {
 static Weights random_weights(DType t, size_t n, float lo, float hi) {
     Weights w = {xmalloc(n * dtype_size(t)), xmalloc(n * sizeof(float))};
     for (size_t i = 0; i < n; i++) {
-        float v = rng_float(lo, hi);
+        float v = test_rng_float(lo, hi);
         if (t == DT_F32) ((float *)w.data)[i] = v;
         if (t == DT_F16) ((uint16_t *)w.data)[i] = f32_to_f16(v);
         if (t == DT_BF16) ((uint16_t *)w.data)[i] = f32_to_bf16(v);
@@ -149,10 +114,10 @@ static void test_embedding(void) {
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int T = cases[c].T, D = cases[c].D, V = cases[c].V;
-        rng_seed(100 + c);
+        test_rng_seed(100 + c);
         Weights table = random_weights(cases[c].dt, (size_t)V * D, -2, 2);
         int32_t *tokens = xmalloc((size_t)T * sizeof *tokens);
-        for (int t = 0; t < T; t++) tokens[t] = rng_int(0, V - 1);
+        for (int t = 0; t < T; t++) tokens[t] = test_rng_int(0, V - 1);
         float *out = filled((size_t)T * D, NAN);
         EmbeddingParams p = {tokens, table.data, cases[c].dt, out, T, D, V};
         CHECK(ops_ref.embedding(&p, NULL) == OPS_OK);
@@ -175,7 +140,7 @@ static void test_embedding(void) {
         for (int i = 0; i < V * D; i++) table[i] = (uint16_t)i;
         int32_t tokens[V];
         for (int t = 0; t < V; t++) tokens[t] = t;
-        shuffle(tokens, V);
+        test_shuffle(tokens, V);
         float *out = filled((size_t)V * D, NAN);
         EmbeddingParams p = {tokens, table, dt, out, V, D, V};
         CHECK(ops_ref.embedding(&p, NULL) == OPS_OK);
@@ -208,7 +173,7 @@ static void test_rmsnorm(void) {
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int T = cases[c].T, D = cases[c].D;
         const size_t n = (size_t)T * D;
-        rng_seed(200 + c);
+        test_rng_seed(200 + c);
         float amp = cases[c].amp;
         float *x = random_f32(n, -amp, amp);
         float *res0 = random_f32(n, -amp, amp);
@@ -282,7 +247,7 @@ static void test_gemm(void) {
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int M = cases[c].M, N = cases[c].N, K = cases[c].K;
-        rng_seed(300 + c);
+        test_rng_seed(300 + c);
         float *x = random_f32((size_t)M * K, -1, 1);
         Weights w = random_weights(cases[c].dt, (size_t)N * K, -1, 1);
         double *ref = xmalloc((size_t)M * N * sizeof(double));
@@ -319,11 +284,11 @@ static void test_lm_head(void) {
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int R = cases[c].R, T = cases[c].T, D = cases[c].D, V = cases[c].V;
-        rng_seed(400 + c);
+        test_rng_seed(400 + c);
         float *hidden = random_f32((size_t)T * D, -1, 1);
         Weights w = random_weights(cases[c].dt, (size_t)V * D, -1, 1);
         int32_t *rows = xmalloc((size_t)R * sizeof *rows);
-        for (int r = 0; r < R; r++) rows[r] = rng_int(0, T - 1); // duplicates allowed
+        for (int r = 0; r < R; r++) rows[r] = test_rng_int(0, T - 1); // duplicates allowed
         if (R > 1) rows[R - 1] = T - 1;
         double *ref = xmalloc((size_t)R * V * sizeof(double));
         double *tol = xmalloc((size_t)R * V * sizeof(double));
@@ -352,20 +317,20 @@ static void test_rope_kv_write(void) {
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int T = cases[c].T, Hq = cases[c].Hq, Hkv = cases[c].Hkv, Dh = cases[c].Dh;
         const int half = Dh / 2, bs = cases[c].bs, nb = cases[c].nb;
-        rng_seed(500 + c);
+        test_rng_seed(500 + c);
         float *inv_freq = xmalloc((size_t)half * sizeof(float));
         for (int i = 0; i < half; i++) inv_freq[i] = 1.0f / powf(cases[c].base, (float)(2 * i) / Dh);
         int32_t *pos = xmalloc((size_t)T * sizeof *pos);
-        for (int t = 0; t < T; t++) pos[t] = t == 0 ? 0 : rng_int(0, cases[c].max_pos);
+        for (int t = 0; t < T; t++) pos[t] = t == 0 ? 0 : test_rng_int(0, cases[c].max_pos);
         const size_t q_row = (size_t)Hq * Dh, kv_row = (size_t)Hkv * Dh, qkv_row = q_row + 2 * kv_row;
         const size_t n_slots = (size_t)bs * nb;
         float *qkv = random_f32((size_t)T * qkv_row, -2, 2);
         // distinct random slots (token 0 always written), about one token in five skipped
         int32_t *perm = xmalloc(n_slots * sizeof *perm);
         for (size_t i = 0; i < n_slots; i++) perm[i] = (int32_t)i;
-        shuffle(perm, (int)n_slots);
+        test_shuffle(perm, (int)n_slots);
         int64_t *slots = xmalloc((size_t)T * sizeof *slots);
-        for (int t = 0; t < T; t++) slots[t] = t > 0 && rng_int(0, 4) == 0 ? -1 - t : perm[t];
+        for (int t = 0; t < T; t++) slots[t] = t > 0 && test_rng_int(0, 4) == 0 ? -1 - t : perm[t];
         float *q = filled((size_t)T * q_row, NAN);
         float *kc = filled(n_slots * kv_row, NOT_TOUCHED), *vc = filled(n_slots * kv_row, NOT_TOUCHED);
         RopeKvWriteParams p = {qkv, q, kc, vc, pos, slots, inv_freq, T, Hq, Hkv, Dh, bs, nb};
@@ -430,7 +395,7 @@ static void test_silu_mul(void) {
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         // gate and up side by side in one [T, stride] buffer, stride = 2I + extra
         const int T = cases[c].T, Di = cases[c].dim, stride = 2 * Di + cases[c].extra;
-        rng_seed(600 + c);
+        test_rng_seed(600 + c);
         float *gu = random_f32((size_t)T * stride, -8, 8);
         gu[0] = -100; // exp overflows to inf: silu is -0, not NaN
         gu[1 % Di] = 100;
@@ -508,7 +473,7 @@ static void test_sample(void) {
     enum { R = 200 };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int V = cases[c].V;
-        rng_seed(900 + c);
+        test_rng_seed(900 + c);
         float *logits = random_f32((size_t)R * V, -cases[c].spread, cases[c].spread);
         for (int r = 0; r < R; r += 7) logits[(size_t)r * V + V / 2] = logits[(size_t)r * V]; // ties
         float temp[R], top_p[R];
@@ -610,14 +575,14 @@ static const AttnCase attn_cases[] = {
 };
 
 static void run_attention_case(const AttnCase *ac, uint64_t seed) {
-    rng_seed(seed);
+    test_rng_seed(seed);
     const int S = ac->n_seqs, Hq = ac->Hq, Hkv = ac->Hkv, Dh = ac->Dh, bs = ac->bs;
     const size_t row = (size_t)Hkv * Dh; // floats per token in K or V
     int32_t q_start[MAX_SEQS + 1] = {0}, ctx_len[MAX_SEQS], kv_indptr[MAX_SEQS + 1] = {0};
     size_t kv_off[MAX_SEQS + 1] = {0}; // sequence s's rows in the dense K, V
     for (int s = 0; s < S; s++) {
         int n_q = ac->decode_max_ctx ? 1 : ac->n_q[s];
-        ctx_len[s] = ac->decode_max_ctx ? rng_int(1, ac->decode_max_ctx) : ac->ctx[s];
+        ctx_len[s] = ac->decode_max_ctx ? test_rng_int(1, ac->decode_max_ctx) : ac->ctx[s];
         q_start[s + 1] = q_start[s] + n_q;
         kv_indptr[s + 1] = kv_indptr[s] + (ctx_len[s] + bs - 1) / bs;
         kv_off[s + 1] = kv_off[s] + (size_t)ctx_len[s];
@@ -628,7 +593,7 @@ static void run_attention_case(const AttnCase *ac, uint64_t seed) {
     // a random permutation of block ids, so every sequence's pages are scattered
     int32_t *kv_indices = xmalloc((size_t)num_blocks * sizeof *kv_indices);
     for (int b = 0; b < num_blocks; b++) kv_indices[b] = b;
-    shuffle(kv_indices, num_blocks);
+    test_shuffle(kv_indices, num_blocks);
 
     // dense per-sequence K and V: [ctx_len[s], Hkv, Dh] each, back to back
     float *K = random_f32(total_ctx * row, -1, 1), *V = random_f32(total_ctx * row, -1, 1);

@@ -121,3 +121,36 @@ const struct Backend *test_cpu_backend(void) {
     }
     return &cpu;
 }
+
+static uint64_t test_rng_state;
+
+void test_rng_seed(uint64_t seed) { test_rng_state = seed * 0x9e3779b97f4a7c15ull + 1; }
+
+uint64_t test_rng_next(void) {
+    uint64_t z = (test_rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+float test_rng_float(float lo, float hi) { return lo + (hi - lo) * (float)((double)(test_rng_next() >> 40) / 16777216.0); }
+
+int test_rng_int(int lo, int hi) { return lo + (int)(test_rng_next() % (uint64_t)(hi - lo + 1)); }
+
+void test_shuffle(int32_t *a, int n) {
+    for (int i = n - 1; i > 0; i--) {
+        int j = test_rng_int(0, i);
+        int32_t tmp = a[i];
+        a[i] = a[j];
+        a[j] = tmp;
+    }
+}
+
+void *xmalloc(size_t bytes) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "out of host memory\n");
+        exit(1);
+    }
+    return p;
+}

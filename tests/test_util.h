@@ -38,6 +38,15 @@ int test_exit(void);
 // returned string is static storage valid until the next call.
 const char *test_tmpdir(const char *tag);
 
+// A seeded splitmix64 stream for random test inputs (one per process).
+void test_rng_seed(uint64_t seed);
+uint64_t test_rng_next(void);
+float test_rng_float(float lo, float hi); // uniform in [lo, hi), 24 random bits
+int test_rng_int(int lo, int hi);         // uniform in [lo, hi]
+void test_shuffle(int32_t *a, int n);
+// malloc that exits the test on failure (0 bytes gives a unique pointer).
+void *xmalloc(size_t bytes);
+
 // The CPU reference backend (backend_open("cpu")), for model_load.
 struct Backend;
 const struct Backend *test_cpu_backend(void);
