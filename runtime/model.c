@@ -215,9 +215,20 @@ MxStatus model_batch_init(const Model *m, Batch *b) {
     return batch_init(b, m->opt.max_step_tokens, m->opt.max_step_seqs, m->max_kv_indices, m->opt.max_logit_rows);
 }
 
+// "1.5 GiB", "12.0 MiB", "64.0 KiB": three significant-ish digits in the largest unit.
+static void human_bytes(uint64_t b, char *buf, size_t len) {
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)b;
+    int u = 0;
+    while (v >= 1024.0 && u < 4) v /= 1024.0, u++;
+    snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
 void model_plan_describe(const MemoryPlan *p, char *buf, size_t len) {
-    const double gib = 1024.0 * 1024.0 * 1024.0;
-    snprintf(buf, len, "weights %.2f GiB, workspace %.2f GiB, KV %.2f GiB = %d blocks x %d = %lld tokens",
-             (double)p->weight_bytes / gib, (double)p->workspace_bytes / gib, (double)p->kv_bytes / gib, p->kv_blocks,
+    char w[32], ws[32], kv[32];
+    human_bytes(p->weight_bytes, w, sizeof w);
+    human_bytes(p->workspace_bytes, ws, sizeof ws);
+    human_bytes(p->kv_bytes, kv, sizeof kv);
+    snprintf(buf, len, "weights %s, workspace %s, KV %s = %d blocks x %d = %lld tokens", w, ws, kv, p->kv_blocks,
              p->block_size, (long long)p->kv_tokens);
 }

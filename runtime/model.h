@@ -84,6 +84,7 @@ MxStatus model_load_dummy(const ModelConfig *cfg, const Backend *backend, const 
 void model_free(Model *m);
 
 // "weights 24.2 GiB, workspace 1.1 GiB, KV 96.0 GiB = 6144 blocks x 16 = 98304 tokens"
+// (each size in its largest binary unit)
 void model_plan_describe(const MemoryPlan *p, char *buf, size_t len);
 
 // A Batch sized for this model's capacities; release with batch_destroy.
