@@ -49,8 +49,12 @@ struct MxEngine {
     Tokenizer *tok;
     Scheduler sched;
     Batch batch;
-    float *logits;            // [max_seqs, V] host f32, the step's sampled rows
-    Sampler sampler;
+    float *logits;            // [max_seqs, V] host f32, downloaded when a row wants top logprobs
+    Sampler sampler;          // top logprobs from those logits
+    // The step's sample-op parameters and drawn tokens, per logits row [max_seqs].
+    float *temperature, *top_p;
+    int32_t *top_k, *sampled;
+    uint64_t *seed, *counter;
     int32_t eos[2 * MX_MAX_EOS + 32]; // config.json's and the tokenizer's eos ids
     int n_eos;
     Request **reqs;           // [n_reqs] sorted by id (ids only grow, so appends keep order)
@@ -88,15 +92,6 @@ const char *mx_finish_name(MxFinish f) {
     case MX_FINISH_ERROR: return "error";
     default: return "";
     }
-}
-
-Rng engine_token_rng(uint64_t seed, uint64_t index) {
-    // rng_next adds the splitmix increment before mixing; sample_uniform mixes
-    // seed * inc + index * 0xd1b54a32d192ed03 + 0x632be59bd9b4e019. Start one increment short.
-    Rng r;
-    rng_seed(&r, seed * 0x9e3779b97f4a7c15ull + index * 0xd1b54a32d192ed03ull + 0x632be59bd9b4e019ull -
-                     0x9e3779b97f4a7c15ull);
-    return r;
 }
 
 // ---- requests ----------------------------------------------------------------------------
@@ -324,12 +319,11 @@ static void finish_request(MxEngine *e, Request *r, MxFinish finish) {
     e->n_finished++;
 }
 
-// Samples the next token of r from its logits row and handles everything that follows.
-static void sample_token(MxEngine *e, Request *r, const float *logits) {
+// Appends r's next token, drawn by the backend's sample op (logits: its row, present when r
+// wants top logprobs), and handles everything that follows.
+static void take_token(MxEngine *e, Request *r, int32_t id, const float *logits) {
     Seq *q = r->seq;
     int index = q->n_tokens - q->n_prompt;
-    Rng rng = engine_token_rng(r->sampling.seed, (uint64_t)index);
-    int32_t id = sampler_sample(&e->sampler, logits, &r->sampling, &rng);
     seq_append(q, id);
     e->tokens_generated++;
     if (index == 0) r->t_first = now_seconds();
@@ -344,10 +338,14 @@ static void sample_token(MxEngine *e, Request *r, const float *logits) {
 
 // ---- the step ----------------------------------------------------------------------------
 
-static MxStatus build_batch(MxEngine *e) {
+// Fills the batch from the scheduler's plan, and for each logits row the sample op's
+// parameters: token i of a request is drawn with counter i, so batching and preemption
+// never change it. *want_logits: some row wants top logprobs (its logits come back too).
+static MxStatus build_batch(MxEngine *e, bool *want_logits) {
     const Scheduler *s = &e->sched;
     batch_clear(&e->batch);
     e->n_step = 0;
+    *want_logits = false;
     for (int i = 0; i < s->n_plan; i++) {
         Seq *q = s->plan[i];
         bool logits = seq_wants_logits(q);
@@ -357,6 +355,14 @@ static MxStatus build_batch(MxEngine *e) {
         if (st) return st; // the scheduler keeps to the batch's capacities: a bug if reached
         e->step_seqs[e->n_step] = q;
         e->step_rows[e->n_step++] = logits ? row : -1;
+        if (!logits) continue;
+        const Request *r = q->user;
+        e->temperature[row] = r->sampling.temperature;
+        e->top_p[row] = r->sampling.top_p;
+        e->top_k[row] = r->sampling.top_k;
+        e->seed[row] = r->sampling.seed;
+        e->counter[row] = (uint64_t)(q->n_tokens - q->n_prompt);
+        *want_logits |= r->n_top > 0;
     }
     return MX_OK;
 }
@@ -384,14 +390,20 @@ MxStatus mx_engine_step(MxEngine *e) {
                            sched_waiting(&e->sched), sched_running(&e->sched));
         return MX_OK;
     }
-    if ((st = build_batch(e)) || (st = model_forward(&e->model, &e->batch, e->logits))) return st;
+    bool want_logits;
+    StepSampling sampling = {.temperature = e->temperature, .top_p = e->top_p, .top_k = e->top_k,
+                             .seed = e->seed, .counter = e->counter};
+    if ((st = build_batch(e, &want_logits)) ||
+        (st = model_forward_sample(&e->model, &e->batch, &sampling, e->sampled, want_logits ? e->logits : NULL)))
+        return st;
     sched_commit(&e->sched);
     int vocab = e->model.cfg.vocab_size;
     e->in_step = true;
     for (int i = 0; i < e->n_step; i++) {
         Request *r = e->step_seqs[i]->user;
-        if (e->step_rows[i] >= 0 && r->finish == MX_FINISH_NONE)
-            sample_token(e, r, e->logits + (size_t)e->step_rows[i] * vocab);
+        int row = e->step_rows[i];
+        if (row >= 0 && r->finish == MX_FINISH_NONE)
+            take_token(e, r, e->sampled[row], want_logits ? e->logits + (size_t)row * vocab : NULL);
     }
     e->in_step = false;
     apply_pending_aborts(e);
@@ -551,10 +563,19 @@ static MxStatus create_parts(MxEngine *e, const char *dir) {
     if ((st = sched_init(&e->sched, &e->model.pool, &sc)) || (st = model_batch_init(&e->model, &e->batch)) ||
         (st = sampler_init(&e->sampler, c->vocab_size)))
         return st;
-    e->logits = mx_malloc((size_t)o->max_seqs * (size_t)c->vocab_size * sizeof *e->logits);
-    e->step_seqs = mx_calloc((size_t)o->max_seqs, sizeof *e->step_seqs);
-    e->step_rows = mx_calloc((size_t)o->max_seqs, sizeof *e->step_rows);
-    if (!e->logits || !e->step_seqs || !e->step_rows) return mx_fail(MX_ERR_NOMEM, "engine step buffers");
+    size_t n = (size_t)o->max_seqs;
+    e->logits = mx_malloc(n * (size_t)c->vocab_size * sizeof *e->logits);
+    e->step_seqs = mx_calloc(n, sizeof *e->step_seqs);
+    e->step_rows = mx_calloc(n, sizeof *e->step_rows);
+    e->temperature = mx_calloc(n, sizeof *e->temperature);
+    e->top_p = mx_calloc(n, sizeof *e->top_p);
+    e->top_k = mx_calloc(n, sizeof *e->top_k);
+    e->sampled = mx_calloc(n, sizeof *e->sampled);
+    e->seed = mx_calloc(n, sizeof *e->seed);
+    e->counter = mx_calloc(n, sizeof *e->counter);
+    if (!e->logits || !e->step_seqs || !e->step_rows || !e->temperature || !e->top_p || !e->top_k || !e->sampled ||
+        !e->seed || !e->counter)
+        return mx_fail(MX_ERR_NOMEM, "engine step buffers");
     return MX_OK;
 }
 
@@ -588,6 +609,12 @@ void mx_engine_destroy(MxEngine *e) {
     batch_destroy(&e->batch);
     sampler_destroy(&e->sampler);
     mx_free(e->logits);
+    mx_free(e->temperature);
+    mx_free(e->top_p);
+    mx_free(e->top_k);
+    mx_free(e->sampled);
+    mx_free(e->seed);
+    mx_free(e->counter);
     mx_free(e->step_seqs);
     mx_free(e->step_rows);
     if (e->tok) tokenizer_free(e->tok);

@@ -15,9 +15,4 @@ void engine_check(const MxEngine *e);
 const Model *engine_model(const MxEngine *e);
 const Scheduler *engine_scheduler(const MxEngine *e);
 
-// The uniform draw for token `index` of a request seeded with `seed`: the Rng state whose
-// next rng_uniform() equals kernels.h's sample_uniform(seed, index), so host and device
-// sampling agree and a token never depends on batching or preemption.
-Rng engine_token_rng(uint64_t seed, uint64_t index);
-
 #endif

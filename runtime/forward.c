@@ -38,9 +38,31 @@ static MxStatus check_batch(const Model *m, const Batch *b) {
     return MX_OK;
 }
 
-// Packs the batch into the staging buffer, laid out like the workspace's batch region,
-// and moves it with one upload.
-static MxStatus upload_batch(Model *m, const Batch *b) {
+// Where a workspace buffer of the batch region sits in the staging buffer.
+static void *staged(const Workspace *ws, const void *dev) {
+    return ws->staging + ((size_t)((const char *)dev - (const char *)ws->base) - ws->batch_offset);
+}
+
+// The sample op's parameters for rows [0, n_real) from s, and greedy defaults for the
+// padding rows [n_real, n_rows) of a graph bucket, written into the staging buffer.
+static void stage_sampling(const Workspace *ws, const StepSampling *s, int n_real, int n_rows) {
+    float *temperature = staged(ws, ws->temperature), *top_p = staged(ws, ws->top_p);
+    int32_t *top_k = staged(ws, ws->top_k);
+    uint64_t *seed = staged(ws, ws->seed), *counter = staged(ws, ws->counter);
+    for (int r = 0; r < n_rows; r++) {
+        bool real = r < n_real;
+        temperature[r] = real ? s->temperature[r] : 0.0f;
+        top_p[r] = real ? s->top_p[r] : 1.0f;
+        top_k[r] = real ? s->top_k[r] : 0;
+        seed[r] = real ? s->seed[r] : 0;
+        counter[r] = real ? s->counter[r] : 0;
+    }
+}
+
+// Packs the batch (and the sampling parameters of n_sample rows, the first n_real from
+// sampling; none when sampling is NULL) into the staging buffer, laid out like the
+// workspace's batch region, and moves the region with one upload.
+static MxStatus upload_batch(Model *m, const Batch *b, const StepSampling *sampling, int n_real, int n_sample) {
     const Workspace *ws = &m->ws;
     struct { void *dst; const void *src; size_t bytes; } parts[] = {
         {ws->tokens, b->tokens, (size_t)b->n_tokens * sizeof(int32_t)},
@@ -59,6 +81,10 @@ static MxStatus upload_batch(Model *m, const Batch *b) {
         size_t offset = (size_t)((char *)parts[i].dst - (char *)ws->base) - ws->batch_offset;
         if (parts[i].bytes) memcpy(ws->staging + offset, parts[i].src, parts[i].bytes);
         if (offset + parts[i].bytes > end) end = offset + parts[i].bytes;
+    }
+    if (sampling) {
+        stage_sampling(ws, sampling, n_real, n_sample);
+        end = ws->batch_bytes; // the sampling arrays close the region
     }
     if (m->ops->upload((char *)ws->base + ws->batch_offset, ws->staging, end, m->queue) != OPS_OK)
         return mx_fail(MX_ERR_OPS, "uploading the batch");
@@ -134,8 +160,9 @@ static MxStatus mlp_block(Model *m, int t, int l) {
     return gemm(m, ws->act, w->w_down, ws->delta, t, c->hidden_size, in);
 }
 
-// Every op of one step, on the batch already in the workspace: embedding to logits.
-static MxStatus run_step(Model *m, const StepShape *b) {
+// Every op of one step, on the batch already in the workspace: embedding to logits, and
+// with `sample` the sample op on them.
+static MxStatus run_step(Model *m, const StepShape *b, bool sample) {
     const ModelConfig *c = &m->cfg;
     Workspace *ws = &m->ws;
     int t = b->n_tokens;
@@ -155,6 +182,11 @@ static MxStatus run_step(Model *m, const StepShape *b) {
                        .logits = ws->logits, .n_rows = b->n_rows, .n_tokens = t, .dim = c->hidden_size,
                        .vocab = c->vocab_size};
     OPS_CALL(m->ops->lm_head(&lm, m->queue), "lm_head");
+    if (!sample) return MX_OK;
+    SampleParams sp = {.logits = ws->logits, .temperature = ws->temperature, .top_k = ws->top_k, .top_p = ws->top_p,
+                       .seed = ws->seed, .counter = ws->counter, .out = ws->sampled, .n_rows = b->n_rows,
+                       .vocab = c->vocab_size};
+    OPS_CALL(m->ops->sample(&sp, m->queue), "sample");
     return MX_OK;
 }
 
@@ -207,46 +239,69 @@ static void pad_decode_batch(Model *m, const Batch *b, int size) {
 
 // Runs a plain decode step from its bucket's graph; MX_ERR_ARG when this step cannot use
 // one (the caller then runs it eagerly).
-static MxStatus forward_graph(Model *m, const Batch *b) {
-    int bucket = graph_bucket(b->n_seqs), size = 1 << bucket;
+static MxStatus forward_graph(Model *m, const Batch *b, const StepSampling *sampling) {
+    int bucket = graph_bucket(b->n_seqs), size = 1 << bucket, kind = sampling != NULL;
     if (!m->graphs_enabled || !is_plain_decode(b) || bucket >= MODEL_GRAPH_BUCKETS || size > m->opt.max_step_seqs ||
         size > m->opt.max_step_tokens || size > m->opt.max_logit_rows ||
         b->n_kv_indices + (size - b->n_seqs) > m->max_kv_indices)
         return MX_ERR_ARG;
     pad_decode_batch(m, b, size);
-    MxStatus st = upload_batch(m, &m->graph_batch);
+    MxStatus st = upload_batch(m, &m->graph_batch, sampling, b->n_rows, size);
     if (st) return st;
-    if (!m->graphs[bucket]) {
+    void **graph = &m->graphs[kind][bucket];
+    if (!*graph) {
         StepShape sh = {.n_tokens = size, .n_seqs = size, .n_rows = size, .max_q_len = 1,
                         .max_ctx_len = m->cfg.max_positions};
         if (m->ops->capture_begin(m->queue) != OPS_OK) {
             m->graphs_enabled = false;
             return MX_ERR_ARG;
         }
-        MxStatus run = run_step(m, &sh);
-        int rc = m->ops->capture_end(m->queue, &m->graphs[bucket]);
+        MxStatus run = run_step(m, &sh, sampling != NULL);
+        int rc = m->ops->capture_end(m->queue, graph);
         if (run != MX_OK || rc != OPS_OK) { // e.g. a library call that cannot be captured
-            m->graphs[bucket] = NULL;
+            *graph = NULL;
             m->graphs_enabled = false;
             return MX_ERR_ARG;
         }
     }
-    if (m->ops->graph_launch(m->graphs[bucket], m->queue) != OPS_OK) return mx_fail(MX_ERR_OPS, "replaying a decode graph");
+    if (m->ops->graph_launch(*graph, m->queue) != OPS_OK) return mx_fail(MX_ERR_OPS, "replaying a decode graph");
+    return MX_OK;
+}
+
+// The step from a graph when it can, else op by op.
+static MxStatus forward(Model *m, const Batch *b, const StepSampling *sampling) {
+    MxStatus st = check_batch(m, b);
+    if (st) return st;
+    st = forward_graph(m, b, sampling);
+    if (st != MX_ERR_ARG) return st;
+    StepShape sh = batch_shape(b);
+    if ((st = upload_batch(m, b, sampling, b->n_rows, b->n_rows))) return st;
+    return run_step(m, &sh, sampling != NULL);
+}
+
+// Copies what the caller wants back to the host and waits for the step to finish.
+static MxStatus finish_step(Model *m, const Batch *b, int32_t *tokens, float *logits) {
+    size_t bytes = (size_t)b->n_rows * (size_t)m->cfg.vocab_size * sizeof(float);
+    if (logits && bytes && m->ops->download(logits, m->ws.logits, bytes, m->queue) != OPS_OK)
+        return mx_fail(MX_ERR_OPS, "downloading logits");
+    if (tokens && b->n_rows &&
+        m->ops->download(tokens, m->ws.sampled, (size_t)b->n_rows * sizeof(int32_t), m->queue) != OPS_OK)
+        return mx_fail(MX_ERR_OPS, "downloading sampled tokens");
+    if (m->ops->sync(m->queue) != OPS_OK) return mx_fail(MX_ERR_OPS, "running the step");
     return MX_OK;
 }
 
 MxStatus model_forward(Model *m, const Batch *b, float *logits) {
-    MxStatus st = check_batch(m, b);
-    if (st) return st;
-    st = forward_graph(m, b);
-    if (st == MX_ERR_ARG) { // no graph for this step: launch its ops one by one
-        StepShape sh = batch_shape(b);
-        if ((st = upload_batch(m, b)) || (st = run_step(m, &sh))) return st;
-    } else if (st) {
-        return st;
-    }
-    size_t bytes = (size_t)b->n_rows * (size_t)m->cfg.vocab_size * sizeof(float);
-    if ((bytes && m->ops->download(logits, m->ws.logits, bytes, m->queue) != OPS_OK) || m->ops->sync(m->queue) != OPS_OK)
-        return mx_fail(MX_ERR_OPS, "downloading logits");
-    return MX_OK;
+    MxStatus st = forward(m, b, NULL);
+    return st ? st : finish_step(m, b, NULL, logits);
+}
+
+MxStatus model_forward_sample(Model *m, const Batch *b, const StepSampling *sampling, int32_t *tokens, float *logits) {
+    if (!sampling || !tokens) return mx_fail(MX_ERR_ARG, "model_forward_sample needs sampling parameters and an output");
+    for (int r = 0; r < b->n_rows; r++)
+        if (!isfinite(sampling->temperature[r]) || !(sampling->top_p[r] > 0.0f && sampling->top_p[r] <= 1.0f))
+            return mx_fail(MX_ERR_ARG, "row %d: temperature %g, top_p %g", r, (double)sampling->temperature[r],
+                           (double)sampling->top_p[r]);
+    MxStatus st = forward(m, b, b->n_rows ? sampling : NULL);
+    return st ? st : finish_step(m, b, b->n_rows ? tokens : NULL, logits);
 }

@@ -48,7 +48,14 @@ static void workspace_layout(Carver *c, Workspace *ws, const Model *m) {
     ws->kv_indptr = carve(c, ((size_t)o->max_step_seqs + 1) * sizeof(int32_t));
     ws->kv_indices = carve(c, (size_t)m->max_kv_indices * sizeof(int32_t));
     ws->rows = carve(c, (size_t)o->max_logit_rows * sizeof(int32_t));
+    size_t r = (size_t)o->max_logit_rows;
+    ws->temperature = carve(c, r * sizeof(float));
+    ws->top_p = carve(c, r * sizeof(float));
+    ws->top_k = carve(c, r * sizeof(int32_t));
+    ws->seed = carve(c, r * sizeof(uint64_t));
+    ws->counter = carve(c, r * sizeof(uint64_t));
     ws->batch_bytes = c->used - ws->batch_offset;
+    ws->sampled = carve(c, r * sizeof(int32_t));
 }
 
 static MxStatus check_options(const ModelOptions *o) {
@@ -194,8 +201,9 @@ MxStatus model_load_dummy(const ModelConfig *cfg, const Backend *backend, const 
 void model_free(Model *m) {
     if (m->ops) {
         if (m->queue) m->ops->sync(m->queue); // nothing may still be using what is freed below
-        for (int i = 0; i < MODEL_GRAPH_BUCKETS; i++)
-            if (m->graphs[i]) m->ops->graph_destroy(m->graphs[i]);
+        for (int k = 0; k < 2; k++)
+            for (int i = 0; i < MODEL_GRAPH_BUCKETS; i++)
+                if (m->graphs[k][i]) m->ops->graph_destroy(m->graphs[k][i]);
         for (int l = 0; m->k_cache && l < m->cfg.n_layers; l++) m->ops->free(m->k_cache[l]);
         for (int l = 0; m->v_cache && l < m->cfg.n_layers; l++) m->ops->free(m->v_cache[l]);
         m->ops->free(m->ws.base);

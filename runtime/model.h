@@ -50,6 +50,10 @@ typedef struct Workspace {
     // laid out the same way): [batch_offset, batch_offset + batch_bytes) of base.
     int32_t *tokens, *positions, *q_start, *ctx_len, *kv_indptr, *kv_indices, *rows;
     int64_t *slots;
+    float *temperature, *top_p;  // [R] the sample op's per-row parameters (StepSampling)
+    int32_t *top_k;              // [R]
+    uint64_t *seed, *counter;    // [R]
+    int32_t *sampled;            // [R] its output (not part of the uploaded region)
     size_t batch_offset, batch_bytes;
     char *staging;
 } Workspace;
@@ -69,9 +73,10 @@ typedef struct Model {
     Workspace ws;
     int max_kv_indices;        // capacity of the batch's kv_indices
     MemoryPlan plan;
-    // Decode steps replayed from graphs, one per bucket of 2^i sequences (forward.c).
+    // Decode steps replayed from graphs, one per bucket of 2^i sequences, without and with
+    // the sample op at the end (forward.c).
     bool graphs_enabled;
-    void *graphs[MODEL_GRAPH_BUCKETS];
+    void *graphs[2][MODEL_GRAPH_BUCKETS];
     Batch graph_batch;         // the padded decode batch
 } Model;
 
@@ -95,5 +100,18 @@ MxStatus model_batch_init(const Model *m, Batch *b);
 // logits[n_rows, V] (host memory). Errors: MX_ERR_ARG (batch over capacity or inconsistent),
 // MX_ERR_TOKEN, MX_ERR_CONTEXT (a context past max_position_embeddings), MX_ERR_OPS.
 MxStatus model_forward(Model *m, const Batch *b, float *logits);
+
+// How to draw the token of each logits row (host arrays of b->n_rows, the Ops.sample rule;
+// each row's temperature finite, top_p in (0, 1]).
+typedef struct StepSampling {
+    const float *temperature, *top_p;
+    const int32_t *top_k;
+    const uint64_t *seed, *counter;
+} StepSampling;
+
+// model_forward, then one token per logits row drawn on the backend into tokens[n_rows];
+// the logits are downloaded too only when logits is not NULL (a device backend then moves
+// R ints per step instead of R x V floats).
+MxStatus model_forward_sample(Model *m, const Batch *b, const StepSampling *sampling, int32_t *tokens, float *logits);
 
 #endif

@@ -402,12 +402,6 @@ static void test_pressure_and_sampling(void) {
         preemptions += s.preemptions;
     }
     fprintf(stderr, "  sampled outputs identical alone, batched and under pressure (%ld preemptions)\n", preemptions);
-    // The host draw is the one the device sample op makes.
-    for (uint64_t seed = 0; seed < 50; seed++)
-        for (uint64_t i = 0; i < 50; i++) {
-            Rng r = engine_token_rng(seed * 7919, i);
-            CHECK(rng_uniform(&r) == sample_uniform(seed * 7919, i));
-        }
 }
 
 // ---- abort storm -------------------------------------------------------------------------
