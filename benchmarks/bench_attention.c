@@ -35,6 +35,7 @@
 
 #include <cuda_runtime.h>
 
+#include "gpu_bench.h"
 #include "cuda_device.h"
 #include "kernels.h"
 #include "ops_cuda.h"
@@ -147,28 +148,8 @@ typedef struct Bench {
     int failures;
 } Bench;
 
-// Copy bandwidth (bytes read + written per second) of a 1 GiB device-to-device cudaMemcpy.
-static double measure_copy_gbs(Bench *b) {
-    const size_t bytes = (size_t)1 << 30;
-    void *src = ops_cuda.alloc(bytes), *dst = ops_cuda.alloc(bytes);
-    double best = 0.0;
-    if (src && dst && ops_cuda.fill(src, bytes / 2, DT_BF16, 1, -1.0f, 1.0f, b->queue) == OPS_OK) {
-        for (int r = 0; r < 12; r++) {
-            float ms = 0.0f;
-            cudaEventRecord(b->start, b->stream);
-            cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, b->stream);
-            cudaEventRecord(b->stop, b->stream);
-            if (cudaEventSynchronize(b->stop) != cudaSuccess ||
-                cudaEventElapsedTime(&ms, b->start, b->stop) != cudaSuccess)
-                break;
-            const double gbs = 2.0 * (double)bytes / (ms * 1e-3) / 1e9;
-            if (r >= 2 && gbs > best) best = gbs; // the first two are warm-up
-        }
-    }
-    ops_cuda.free(src);
-    ops_cuda.free(dst);
-    return best;
-}
+// Copy bandwidth (bytes read + written per second, GB/s) on the benchmark's stream.
+static double measure_copy_gbs(Bench *b) { return gpu_copy_bandwidth_gbs(b->stream); }
 
 typedef struct Timing {
     double median_us, min_us;

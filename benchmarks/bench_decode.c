@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "gpu_bench.h"
 #include "backend.h"
 #include "cuda_device.h"
 #include "model.h"
@@ -24,31 +25,6 @@ static double now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-// Device-to-device copy bandwidth in bytes/s (read + write), the best of 5 copies of 2 GiB.
-static double copy_bandwidth(void) {
-    size_t bytes = (size_t)2 << 30;
-    void *a = NULL, *b = NULL;
-    if (cudaMalloc(&a, bytes) != cudaSuccess || cudaMalloc(&b, bytes) != cudaSuccess) return 0;
-    cudaEvent_t e0, e1;
-    cudaEventCreate(&e0);
-    cudaEventCreate(&e1);
-    double best = 0;
-    for (int i = 0; i < 6; i++) {
-        cudaEventRecord(e0, 0);
-        cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, 0);
-        cudaEventRecord(e1, 0);
-        cudaEventSynchronize(e1);
-        float ms = 0;
-        cudaEventElapsedTime(&ms, e0, e1);
-        double bw = 2.0 * (double)bytes / (ms * 1e-3);
-        if (i > 0 && bw > best) best = bw; // the first copy warms up
-    }
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    cudaFree(a);
-    cudaFree(b);
-    return best;
-}
 
 static int parse_list(const char *s, int *out, int max) {
     int n = 0;
@@ -138,7 +114,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_decode: %s\n", mx_last_error());
         return 1;
     }
-    double bandwidth = copy_bandwidth();
+    double bandwidth = 1e9 * gpu_copy_bandwidth_gbs(0); // bytes/s
     int max_batch = 1;
     for (int i = 0; i < n_batches; i++) max_batch = batches[i] > max_batch ? batches[i] : max_batch;
     ModelOptions opt = model_options_default();

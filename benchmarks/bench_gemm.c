@@ -28,6 +28,7 @@
 
 #include <cuda_runtime.h>
 
+#include "gpu_bench.h"
 #include "cuda_device.h"
 #include "kernels.h"
 #include "ops_cuda.h"
@@ -222,28 +223,8 @@ static int time_gemm(Bench *b, GemmParams p, void *const *w_copies, int n_w, int
     return OPS_OK;
 }
 
-// Copy bandwidth (bytes read + written per second) of a 1 GiB device-to-device cudaMemcpy.
-static double measure_copy_gbs(Bench *b) {
-    const size_t bytes = (size_t)1 << 30;
-    void *src = ops_cuda.alloc(bytes), *dst = ops_cuda.alloc(bytes);
-    double best = 0.0;
-    if (src && dst && cudaMemsetAsync(src, 0x3c, bytes, b->stream) == cudaSuccess) {
-        for (int r = 0; r < 12; r++) {
-            cudaEventRecord(b->ev[0], b->stream);
-            cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, b->stream);
-            cudaEventRecord(b->ev[1], b->stream);
-            float ms = 0.0f;
-            if (cudaEventSynchronize(b->ev[1]) != cudaSuccess ||
-                cudaEventElapsedTime(&ms, b->ev[0], b->ev[1]) != cudaSuccess)
-                break;
-            const double gbs = 2.0 * (double)bytes / (ms * 1e-3) / 1e9;
-            if (r >= 2 && gbs > best) best = gbs; // the first two are warm-up
-        }
-    }
-    ops_cuda.free(src);
-    ops_cuda.free(dst);
-    return best;
-}
+// Copy bandwidth (bytes read + written per second, GB/s) on the benchmark's stream.
+static double measure_copy_gbs(Bench *b) { return gpu_copy_bandwidth_gbs(b->stream); }
 
 // cuBLAS TFLOP/s of an 8192^3 bf16 GEMM on random data (the compute ceiling).
 static double measure_peak_tflops(Bench *b) {

@@ -78,9 +78,9 @@ static MxStatus upload_batch(Model *m, const Batch *b, const StepSampling *sampl
     if (m->ops->sync(m->queue) != OPS_OK) return mx_fail(MX_ERR_OPS, "waiting for the previous step");
     size_t end = 0; // bytes of the region in use
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
-        size_t offset = (size_t)((char *)parts[i].dst - (char *)ws->base) - ws->batch_offset;
-        if (parts[i].bytes) memcpy(ws->staging + offset, parts[i].src, parts[i].bytes);
-        if (offset + parts[i].bytes > end) end = offset + parts[i].bytes;
+        char *dst = staged(ws, parts[i].dst);
+        if (parts[i].bytes) memcpy(dst, parts[i].src, parts[i].bytes);
+        if ((size_t)(dst - ws->staging) + parts[i].bytes > end) end = (size_t)(dst - ws->staging) + parts[i].bytes;
     }
     if (sampling) {
         stage_sampling(ws, sampling, n_real, n_sample);

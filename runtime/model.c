@@ -171,13 +171,20 @@ static MxStatus load_parts(Model *m, const char *dir) {
     return MX_OK;
 }
 
-MxStatus model_load(const char *dir, const Backend *backend, const ModelOptions *opt, Model *m) {
+// The start of both loads: options checked, the backend recorded.
+static MxStatus model_begin(Model *m, const Backend *backend, const ModelOptions *opt) {
     memset(m, 0, sizeof *m);
     MxStatus st = check_options(opt);
     if (st) return st;
     m->backend = *backend;
     m->ops = backend->ops;
     m->opt = *opt;
+    return MX_OK;
+}
+
+MxStatus model_load(const char *dir, const Backend *backend, const ModelOptions *opt, Model *m) {
+    MxStatus st = model_begin(m, backend, opt);
+    if (st) return st;
     if ((st = model_config_load(dir, &m->cfg))) {
         memset(m, 0, sizeof *m);
         return st;
@@ -187,12 +194,8 @@ MxStatus model_load(const char *dir, const Backend *backend, const ModelOptions 
 }
 
 MxStatus model_load_dummy(const ModelConfig *cfg, const Backend *backend, const ModelOptions *opt, Model *m) {
-    memset(m, 0, sizeof *m);
-    MxStatus st = check_options(opt);
+    MxStatus st = model_begin(m, backend, opt);
     if (st) return st;
-    m->backend = *backend;
-    m->ops = backend->ops;
-    m->opt = *opt;
     m->cfg = *cfg;
     if ((st = load_parts(m, NULL))) model_free(m);
     return st;
