@@ -53,6 +53,9 @@ int cuda_rope_kv_write(const RopeKvWriteParams *p, CudaQueue *q); // cuda_rope_k
 int cuda_silu_mul(const SiluMulParams *p, CudaQueue *q);         // cuda_silu.cu
 int cuda_sample(const SampleParams *p, CudaQueue *q);            // cuda_sample.cu
 int cuda_fill(void *dst, size_t n, DType dtype, uint64_t seed, float lo, float hi, CudaQueue *q); // cuda_fill.cu
+int cuda_sum(const SumParams *p, CudaQueue *q);                                                  // cuda_sum.cu
+int cuda_copy_2d(void *dst, size_t dst_pitch, const void *src, size_t src_pitch, size_t width, size_t rows,
+                 CudaQueue *q);                                                                   // cuda_sum.cu
 int cuda_attention(const AttentionParams *p, CudaQueue *q);      // cuda_attention.cu: prefill / decode
 int cuda_gemm_skinny(const GemmParams *p, CudaQueue *q);         // cuda_gemm_skinny.cu (any M; fast M <= 64)
 int cuda_lm_head(const LmHeadParams *p, CudaQueue *q);           // cuda_gemm_skinny.cu

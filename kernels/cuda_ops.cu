@@ -124,11 +124,19 @@ CU_OP(attention, AttentionParams)
 CU_OP(silu_mul, SiluMulParams)
 CU_OP(lm_head, LmHeadParams)
 CU_OP(sample, SampleParams)
+CU_OP(sum, SumParams)
 
 static int cu_fill(void *dst, size_t n, DType dtype, uint64_t seed, float lo, float hi, void *queue) {
     if (!queue) return OPS_ERR_ARG;
     return cuda_fill(dst, n, dtype, seed, lo, hi, (CudaQueue *)queue);
 }
+
+static int cu_copy_2d(void *dst, size_t dst_pitch, const void *src, size_t src_pitch, size_t width, size_t rows,
+                      void *queue) {
+    if (!queue) return OPS_ERR_ARG;
+    return cuda_copy_2d(dst, dst_pitch, src, src_pitch, width, rows, (CudaQueue *)queue);
+}
+
 // ---- graphs -------------------------------------------------------------------------------
 
 static int cu_capture_begin(void *queue) {
@@ -191,6 +199,8 @@ extern "C" const Ops ops_cuda = {
     cu_lm_head,
     cu_sample,
     cu_fill,
+    cu_sum,
+    cu_copy_2d,
     cu_capture_begin,
     cu_capture_end,
     cu_graph_launch,

@@ -158,6 +158,19 @@ static inline MX_HOST_DEVICE float sample_uniform(uint64_t seed, uint64_t counte
     return (float)(z >> 40) * (1.0f / 16777216.0f);
 }
 
+// The sum behind a tensor-parallel all-reduce whose ranks share one address space (threads on
+// the CPU, virtual ranks on one GPU): y = in[0] + in[1] + ... + in[n_in - 1], added in that
+// order in f32 and rounded once to dtype, written to every out[0..n_out). Each element is
+// read from all inputs before it is written, so an out may be one of the ins.
+#define OPS_MAX_RANKS 8
+typedef struct SumParams {
+    const void *in[OPS_MAX_RANKS]; // [count] act each
+    void *out[OPS_MAX_RANKS];      // [count] act each
+    int n_in, n_out;
+    size_t count;
+    DType dtype;
+} SumParams;
+
 typedef struct Ops {
     const char *name;
     DType act_dtype;  // dtype of activations and KV pages
@@ -190,6 +203,11 @@ typedef struct Ops {
     // dst[i] = a value from a fixed hash of (seed, i), uniform in [lo, hi] (lo == hi: a
     // constant), stored in dtype: dummy weights made where they live, for benchmarks.
     int (*fill)(void *dst, size_t n, DType dtype, uint64_t seed, float lo, float hi, void *queue);
+    int (*sum)(const SumParams *p, void *queue);
+    // rows x width bytes from src (rows src_pitch bytes apart) to dst (dst_pitch apart), both
+    // in backend memory: a rank's vocab slice of the logits into the full [R, V] rows.
+    int (*copy_2d)(void *dst, size_t dst_pitch, const void *src, size_t src_pitch, size_t width, size_t rows,
+                   void *queue);
 
     // Optional (NULL when the backend has none): record the ops issued on a queue between
     // capture_begin and capture_end as a graph, and replay it with the same pointers and

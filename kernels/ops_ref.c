@@ -195,6 +195,39 @@ static int ref_fill(void *dst, size_t n, DType dtype, uint64_t seed, float lo, f
     return OPS_OK;
 }
 
+// ---- sum and copy_2d (tensor-parallel collectives in one address space) ---------------------
+
+static int ref_sum(const SumParams *p, void *queue) {
+    (void)queue;
+    if (!p || p->n_in < 1 || p->n_in > OPS_MAX_RANKS || p->n_out < 0 || p->n_out > OPS_MAX_RANKS ||
+        !ops_ref_dtype_ok(p->dtype))
+        return OPS_ERR_ARG;
+    for (int i = 0; i < p->n_in; i++)
+        if (!p->in[i]) return OPS_ERR_ARG;
+    for (int o = 0; o < p->n_out; o++)
+        if (!p->out[o]) return OPS_ERR_ARG;
+#pragma omp parallel for schedule(static) if (p->count > OPS_REF_PAR_MIN)
+    for (size_t e = 0; e < p->count; e++) {
+        float y = 0.0f;
+        for (int i = 0; i < p->n_in; i++) y += dtype_load(p->in[i], p->dtype, e);
+        for (int o = 0; o < p->n_out; o++) {
+            if (p->dtype == DT_F32) ((float *)p->out[o])[e] = y;
+            else if (p->dtype == DT_BF16) ((uint16_t *)p->out[o])[e] = f32_to_bf16(y);
+            else ((uint16_t *)p->out[o])[e] = f32_to_f16(y);
+        }
+    }
+    return OPS_OK;
+}
+
+static int ref_copy_2d(void *dst, size_t dst_pitch, const void *src, size_t src_pitch, size_t width, size_t rows,
+                       void *queue) {
+    (void)queue;
+    if ((!dst || !src) && width && rows) return OPS_ERR_ARG;
+    if (rows > 1 && (dst_pitch < width || src_pitch < width)) return OPS_ERR_ARG;
+    for (size_t r = 0; r < rows && width; r++) memmove((char *)dst + r * dst_pitch, (const char *)src + r * src_pitch, width);
+    return OPS_OK;
+}
+
 // ---- the table ----------------------------------------------------------------------------
 
 const Ops ops_ref = {
@@ -219,4 +252,6 @@ const Ops ops_ref = {
     .lm_head = ops_ref_lm_head,
     .sample = ops_ref_sample,
     .fill = ref_fill,
+    .sum = ref_sum,
+    .copy_2d = ref_copy_2d,
 };

@@ -53,6 +53,14 @@ MxStatus backend_open(const char *name, Backend *out) {
 #endif
 }
 
+int backend_cuda_device_count(void) {
+#ifdef MYRMEX_HAVE_CUDA
+    return cuda_device_count();
+#else
+    return 0;
+#endif
+}
+
 MxStatus backend_bind_thread(const Backend *b) {
 #ifdef MYRMEX_HAVE_CUDA
     if (b->device >= 0 && ops_cuda_use_device(b->device) != OPS_OK)

@@ -21,6 +21,9 @@ typedef struct Backend {
 // CUDA was asked for and this build or machine has none.
 MxStatus backend_open(const char *name, Backend *out);
 
+// CUDA devices present (0 in a build without the CUDA backend).
+int backend_cuda_device_count(void);
+
 // Makes the backend's device current for the calling thread (each rank's thread calls it).
 MxStatus backend_bind_thread(const Backend *b);
 

@@ -11,12 +11,17 @@
 // are the same whatever it was batched with and however often it was preempted.
 #include "engine.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include "alloc.h"
+#include "cluster.h"
+#include "json_util.h"
+#include "model_presets.h"
+#include "profile.h"
 #include "stop.h"
 #include "tokenizer.h"
 
@@ -38,20 +43,33 @@ typedef struct Request {
     int32_t *top_ids;         // [top_cap, n_top]
     float *top_logprobs;      // [top_cap, n_top]
     int top_cap;
+    float *token_lp;          // [max_tokens] each generated token's logprob; NULL unless asked
+    float *prompt_lp;         // [n_prompt] prompt logprobs ([0] NaN); NULL unless asked
+    int32_t *prompt_top_ids;  // [n_prompt, n_top]
+    float *prompt_top_lp;     // [n_prompt, n_top]
+    int n_scored;             // leading prompt_lp entries filled
     MxFinish finish;
     bool abort_pending;       // abort asked for inside a step
     double t_add, t_first, t_end;
 } Request;
 
+// A prompt-scoring chunk of one step: logits rows [row, row + n) are positions
+// [from, from + n) of its sequence (row -1: the sequence scores nothing this step).
+typedef struct StepScore {
+    int row, from, n;
+} StepScore;
+
 struct MxEngine {
     MxEngineOptions opt;
-    Model model;
+    TpModel tp;               // the model's tensor-parallel ranks (tp 1: one model, no threads)
+    Model *model;             // rank 0: config, block pool, memory plan
     Tokenizer *tok;
     Scheduler sched;
     Batch batch;
-    float *logits;            // [max_seqs, V] host f32, downloaded when a row wants top logprobs
+    float *logits;            // [max_rows, V] host f32, downloaded when a row wants logprobs
     Sampler sampler;          // top logprobs from those logits
-    // The step's sample-op parameters and drawn tokens, per logits row [max_seqs].
+    // The step's sample-op parameters and drawn tokens, per logits row [max_rows]
+    // (max_rows = max_seqs + prompt_logprob_rows).
     float *temperature, *top_p;
     int32_t *top_k, *sampled;
     uint64_t *seed, *counter;
@@ -62,6 +80,7 @@ struct MxEngine {
     int64_t next_id;
     Seq **step_seqs;          // [max_seqs] this step's sequences ...
     int *step_rows;           // [max_seqs] ... and their logits row, or -1
+    StepScore *step_score;    // [max_seqs] ... and their prompt-scoring rows
     int n_step;
     bool in_step;
     int n_abort_pending, n_finished;
@@ -77,7 +96,8 @@ static double now_seconds(void) {
 
 MxEngineOptions mx_engine_options_default(void) {
     return (MxEngineOptions){.device = "auto", .gemm = NULL, .block_size = 16, .kv_blocks = 0, .kv_fraction = 0.9,
-                             .max_batched_tokens = 512, .max_seqs = 64, .prefix_cache = true, .tokenizer = true};
+                             .max_batched_tokens = 512, .max_seqs = 64, .prefix_cache = true, .tokenizer = true,
+                             .prompt_logprob_rows = 128, .tp = 1, .comm = "auto", .comm_timeout_s = 60.0};
 }
 
 MxRequestParams mx_request_params_default(void) {
@@ -121,11 +141,15 @@ static void request_free(Request *r) {
     mx_free(r->text);
     mx_free(r->top_ids);
     mx_free(r->top_logprobs);
+    mx_free(r->token_lp);
+    mx_free(r->prompt_lp);
+    mx_free(r->prompt_top_ids);
+    mx_free(r->prompt_top_lp);
     mx_free(r);
 }
 
 static MxStatus check_params(const MxEngine *e, const int32_t *prompt, int n_prompt, const MxRequestParams *p) {
-    const ModelConfig *c = &e->model.cfg;
+    const ModelConfig *c = &e->model->cfg;
     if (!prompt || n_prompt < 1) return mx_fail(MX_ERR_ARG, "empty prompt");
     if (p->max_tokens < 1) return mx_fail(MX_ERR_ARG, "max_tokens must be >= 1, got %d", p->max_tokens);
     SamplingParams sp = {.temperature = p->temperature, .top_k = p->top_k, .top_p = p->top_p, .seed = p->seed};
@@ -140,6 +164,8 @@ static MxStatus check_params(const MxEngine *e, const int32_t *prompt, int n_pro
         if (p->stop_ids[i] < 0 || p->stop_ids[i] >= c->vocab_size)
             return mx_fail(MX_ERR_TOKEN, "stop id %d is not in [0, %d)", p->stop_ids[i], c->vocab_size);
     if (p->n_stop > 0 && !e->tok) return mx_fail(MX_ERR_ARG, "stop strings need the model's tokenizer.json");
+    if (p->prompt_logprobs && e->opt.prompt_logprob_rows < 1)
+        return mx_fail(MX_ERR_ARG, "prompt logprobs need an engine with prompt_logprob_rows >= 1");
     for (int i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= c->vocab_size)
             return mx_fail(MX_ERR_TOKEN, "prompt token %d (at %d) is not in [0, %d)", prompt[i], i, c->vocab_size);
@@ -161,9 +187,23 @@ static MxStatus request_build(MxEngine *e, const int32_t *prompt, int n_prompt, 
     r->ignore_eos = p->ignore_eos;
     r->on_token = p->on_token;
     r->user = p->user;
-    MxStatus st = seq_create(0, prompt, n_prompt, p->max_tokens, e->model.opt.block_size, &r->seq);
+    MxStatus st = seq_create(0, prompt, n_prompt, p->max_tokens, e->model->opt.block_size, &r->seq);
     if (st || (st = stop_text_init(&r->stop, p->stop, p->n_stop))) return st;
     r->seq->user = r;
+    if (p->logprobs || p->top_logprobs > 0) {
+        r->token_lp = mx_malloc((size_t)p->max_tokens * sizeof *r->token_lp);
+        if (!r->token_lp) return mx_fail(MX_ERR_NOMEM, "token logprobs");
+    }
+    if (p->prompt_logprobs) {
+        size_t n = (size_t)n_prompt, k = (size_t)p->top_logprobs;
+        r->prompt_lp = mx_malloc(n * sizeof *r->prompt_lp);
+        r->prompt_top_ids = mx_calloc(n * k + 1, sizeof *r->prompt_top_ids);
+        r->prompt_top_lp = mx_calloc(n * k + 1, sizeof *r->prompt_top_lp);
+        if (!r->prompt_lp || !r->prompt_top_ids || !r->prompt_top_lp) return mx_fail(MX_ERR_NOMEM, "prompt logprobs");
+        for (size_t i = 0; i < n; i++) r->prompt_lp[i] = NAN;
+        r->n_scored = 1; // nothing predicts the first token
+        r->seq->score_prompt = true;
+    }
     if (p->n_stop_ids > 0) {
         r->stop_ids = mx_malloc((size_t)p->n_stop_ids * sizeof *r->stop_ids);
         if (!r->stop_ids) return mx_fail(MX_ERR_NOMEM, "stop ids");
@@ -189,6 +229,7 @@ MxStatus mx_engine_add(MxEngine *e, const int32_t *prompt, int n_prompt, const M
     const MxRequestParams *p = params ? params : &defaults;
     if (id) *id = 0;
     if (!e || !id) return mx_fail(MX_ERR_ARG, "mx_engine_add needs an engine and an id pointer");
+    if (e->tp.broken) return mx_fail(MX_ERR_COMM, "the model's tensor-parallel ranks failed; restart the engine");
     MxStatus st = check_params(e, prompt, n_prompt, p);
     if (st) return st;
     if (e->n_reqs == e->reqs_cap) {
@@ -304,7 +345,7 @@ static void emit(Request *r, int32_t token, int index, size_t text_from, MxFinis
         .text = r->text ? r->text + text_from : NULL, .text_len = r->text ? r->text_len - text_from : 0,
         .top_ids = top ? r->top_ids + (size_t)index * r->n_top : NULL,
         .top_logprobs = top ? r->top_logprobs + (size_t)index * r->n_top : NULL,
-        .n_top = top ? r->n_top : 0, .finish = finish};
+        .n_top = top ? r->n_top : 0, .logprob = token >= 0 && r->token_lp ? r->token_lp[index] : NAN, .finish = finish};
     r->on_token(r->user, &ev);
 }
 
@@ -329,6 +370,7 @@ static void take_token(MxEngine *e, Request *r, int32_t id, const float *logits)
     if (index == 0) r->t_first = now_seconds();
     size_t text_from = r->text_len;
     MxFinish finish = MX_FINISH_NONE;
+    if (r->token_lp) r->token_lp[index] = sampler_logprob(&e->sampler, logits, id);
     MxStatus st = record_top(e, r, logits, index);
     if (!st) st = token_text(e, r, id, index + 1, &finish);
     if (st) finish = MX_FINISH_ERROR; // out of memory for this request's output only
@@ -340,7 +382,9 @@ static void take_token(MxEngine *e, Request *r, int32_t id, const float *logits)
 
 // Fills the batch from the scheduler's plan, and for each logits row the sample op's
 // parameters: token i of a request is drawn with counter i, so batching and preemption
-// never change it. *want_logits: some row wants top logprobs (its logits come back too).
+// never change it. A prompt-scoring chunk has a row per token; those before its last are
+// only scored (drawn greedily, and ignored). *want_logits: some row wants logprobs (its
+// logits come back too).
 static MxStatus build_batch(MxEngine *e, bool *want_logits) {
     const Scheduler *s = &e->sched;
     batch_clear(&e->batch);
@@ -348,11 +392,23 @@ static MxStatus build_batch(MxEngine *e, bool *want_logits) {
     *want_logits = false;
     for (int i = 0; i < s->n_plan; i++) {
         Seq *q = s->plan[i];
-        bool logits = seq_wants_logits(q);
+        bool logits = seq_wants_logits(q), score = q->n_score_rows > 0;
         int row = e->batch.n_rows;
+        BatchLogits mode = score ? BATCH_LOGITS_ALL : logits ? BATCH_LOGITS_LAST : BATCH_LOGITS_NONE;
         MxStatus st = batch_add(&e->batch, q->tokens + q->n_computed, q->n_new, q->n_computed, &q->table,
-                                s->cfg.block_size, logits ? BATCH_LOGITS_LAST : BATCH_LOGITS_NONE);
+                                s->cfg.block_size, mode);
         if (st) return st; // the scheduler keeps to the batch's capacities: a bug if reached
+        e->step_score[e->n_step] = (StepScore){.row = score ? row : -1, .from = q->n_computed, .n = q->n_new};
+        if (score) {
+            for (int j = row; j < row + q->n_new; j++) {
+                e->temperature[j] = 0.0f;
+                e->top_p[j] = 1.0f;
+                e->top_k[j] = 0;
+                e->seed[j] = e->counter[j] = 0;
+            }
+            row += q->n_new - 1; // the last token's row samples, as a LAST row would
+            *want_logits = true;
+        }
         e->step_seqs[e->n_step] = q;
         e->step_rows[e->n_step++] = logits ? row : -1;
         if (!logits) continue;
@@ -362,9 +418,24 @@ static MxStatus build_batch(MxEngine *e, bool *want_logits) {
         e->top_k[row] = r->sampling.top_k;
         e->seed[row] = r->sampling.seed;
         e->counter[row] = (uint64_t)(q->n_tokens - q->n_prompt);
-        *want_logits |= r->n_top > 0;
+        *want_logits |= r->n_top > 0 || r->token_lp;
     }
     return MX_OK;
+}
+
+// Records the prompt logprobs of a scoring chunk: the row of position p predicts token p + 1.
+static void record_prompt(MxEngine *e, Request *r, const StepScore *sc) {
+    const Seq *q = r->seq;
+    int vocab = e->model->cfg.vocab_size;
+    for (int j = 0; j < sc->n && sc->from + j + 1 < q->n_prompt; j++) {
+        int at = sc->from + j + 1;
+        const float *logits = e->logits + (size_t)(sc->row + j) * vocab;
+        r->prompt_lp[at] = sampler_logprob(&e->sampler, logits, q->tokens[at]);
+        size_t k = (size_t)r->n_top;
+        sampler_top_logprobs(&e->sampler, logits, r->n_top, r->prompt_top_ids + at * k, r->prompt_top_lp + at * k);
+        if (at + 1 > r->n_scored) r->n_scored = at + 1;
+    }
+    if (q->n_computed >= q->n_prompt) r->seq->score_prompt = false; // scored; recomputes need no rows
 }
 
 static void apply_pending_aborts(MxEngine *e) {
@@ -375,6 +446,22 @@ static void apply_pending_aborts(MxEngine *e) {
             emit(r, -1, r->seq->n_tokens - r->seq->n_prompt, r->text_len, MX_FINISH_ABORT);
         }
     }
+}
+
+// Ends every waiting and running request with MX_FINISH_ERROR, each with its final event
+// (the model's ranks failed; see tp_model.h). The error of the failed step stays current.
+static void fail_all(MxEngine *e) {
+    char why[512];
+    snprintf(why, sizeof why, "%s", mx_last_error());
+    e->in_step = true;
+    for (int i = 0; i < e->n_reqs; i++) {
+        Request *r = e->reqs[i];
+        if (r->finish != MX_FINISH_NONE) continue;
+        finish_request(e, r, MX_FINISH_ERROR);
+        emit(r, -1, r->seq->n_tokens - r->seq->n_prompt, r->text_len, MX_FINISH_ERROR);
+    }
+    e->in_step = false;
+    mx_fail(MX_ERR_COMM, "%s", why);
 }
 
 MxStatus mx_engine_step(MxEngine *e) {
@@ -393,15 +480,22 @@ MxStatus mx_engine_step(MxEngine *e) {
     bool want_logits;
     StepSampling sampling = {.temperature = e->temperature, .top_p = e->top_p, .top_k = e->top_k,
                              .seed = e->seed, .counter = e->counter};
-    if ((st = build_batch(e, &want_logits)) ||
-        (st = model_forward_sample(&e->model, &e->batch, &sampling, e->sampled, want_logits ? e->logits : NULL)))
-        return st;
+    long step = e->sched.stats.steps; // this step's number, 1-based (--profile-steps counts these)
+    profile_step_begin(step);
+    PROFILE_PUSH(0, "step %ld: %d seqs", step, e->sched.n_plan);
+    if (!(st = build_batch(e, &want_logits)))
+        st = tp_model_forward_sample(&e->tp, &e->batch, &sampling, e->sampled, want_logits ? e->logits : NULL);
+    PROFILE_POP();
+    profile_step_end(step);
+    if (st == MX_ERR_COMM) fail_all(e); // the ranks are out of step: nothing can run any more
+    if (st) return st;
     sched_commit(&e->sched);
-    int vocab = e->model.cfg.vocab_size;
+    int vocab = e->model->cfg.vocab_size;
     e->in_step = true;
     for (int i = 0; i < e->n_step; i++) {
         Request *r = e->step_seqs[i]->user;
         int row = e->step_rows[i];
+        if (e->step_score[i].row >= 0) record_prompt(e, r, &e->step_score[i]);
         if (row >= 0 && r->finish == MX_FINISH_NONE)
             take_token(e, r, e->sampled[row], want_logits ? e->logits + (size_t)row * vocab : NULL);
     }
@@ -458,7 +552,10 @@ MxStatus mx_engine_output(const MxEngine *e, int64_t id, MxOutput *out) {
     bool top = r->n_top > 0 && r->top_cap >= n_out; // not when recording them failed (out of memory)
     *out = (MxOutput){.tokens = q->tokens + q->n_prompt, .n_tokens = n_out, .text = r->text, .text_len = r->text_len,
                       .top_ids = top ? r->top_ids : NULL, .top_logprobs = top ? r->top_logprobs : NULL,
-                      .n_top = top ? r->n_top : 0, .finish = r->finish, .n_prompt = q->n_prompt,
+                      .n_top = top ? r->n_top : 0, .token_logprobs = r->token_lp, .prompt_logprobs = r->prompt_lp,
+                      .prompt_top_ids = r->prompt_lp ? r->prompt_top_ids : NULL,
+                      .prompt_top_logprobs = r->prompt_lp ? r->prompt_top_lp : NULL, .n_prompt_scored = r->n_scored,
+                      .finish = r->finish, .n_prompt = q->n_prompt,
                       .n_cached_prompt = q->n_cached_prompt, .n_preemptions = q->n_preemptions,
                       .first_token_seconds = r->t_first > 0 ? r->t_first - r->t_add : 0,
                       .total_seconds = end - r->t_add};
@@ -468,7 +565,7 @@ MxStatus mx_engine_output(const MxEngine *e, int64_t id, MxOutput *out) {
 void mx_engine_stats(const MxEngine *e, MxEngineStats *s) {
     memset(s, 0, sizeof *s);
     if (!e) return;
-    const BlockPool *pool = &e->model.pool;
+    const BlockPool *pool = &e->model->pool;
     const SchedStats *ss = &e->sched.stats;
     *s = (MxEngineStats){.running = sched_running(&e->sched), .waiting = sched_waiting(&e->sched),
                          .finished = e->n_finished, .steps = ss->steps, .preemptions = ss->preemptions,
@@ -483,15 +580,29 @@ void mx_engine_stats(const MxEngine *e, MxEngineStats *s) {
 void mx_engine_info(const MxEngine *e, MxEngineInfo *info) {
     memset(info, 0, sizeof *info);
     if (!e) return;
-    const Model *m = &e->model;
+    const Model *m = e->model;
     *info = (MxEngineInfo){.device = m->backend.desc, .memory_plan = e->plan, .vocab_size = m->cfg.vocab_size,
                            .max_context = m->cfg.max_positions, .block_size = m->opt.block_size,
                            .kv_blocks = block_pool_total(&m->pool), .max_batched_tokens = e->sched.cfg.max_batched_tokens,
-                           .max_seqs = e->sched.cfg.max_seqs, .prefix_cache = e->sched.cfg.prefix_cache,
-                           .has_tokenizer = e->tok != NULL};
+                           .max_seqs = e->sched.cfg.max_seqs, .prompt_logprob_rows = e->opt.prompt_logprob_rows,
+                           .prefix_cache = e->sched.cfg.prefix_cache,
+                           .has_tokenizer = e->tok != NULL, .weight_bytes = m->plan.weight_bytes,
+                           .workspace_bytes = m->plan.workspace_bytes, .kv_bytes = m->plan.kv_bytes,
+                           .device_index = m->backend.device};
 }
 
-const Model *engine_model(const MxEngine *e) { return &e->model; }
+MxStatus mx_engine_device_memory(const MxEngine *e, size_t *used_bytes, size_t *total_bytes) {
+    *used_bytes = *total_bytes = 0;
+    if (!e) return mx_fail(MX_ERR_ARG, "no engine");
+    size_t free_bytes = 0, total = 0;
+    if (backend_memory(&e->model->backend, &free_bytes, &total) != MX_OK || free_bytes > total)
+        return mx_fail(MX_ERR_DEVICE, "cannot read the memory of %s", e->model->backend.desc);
+    *used_bytes = total - free_bytes;
+    *total_bytes = total;
+    return MX_OK;
+}
+
+const Model *engine_model(const MxEngine *e) { return e->model; }
 const Scheduler *engine_scheduler(const MxEngine *e) { return &e->sched; }
 
 void engine_check(const MxEngine *e) {
@@ -520,6 +631,11 @@ static MxStatus check_options(const MxEngineOptions *o) {
     if (o->max_batched_tokens < 1 || o->max_batched_tokens > (1 << 24))
         return mx_fail(MX_ERR_ARG, "max batched tokens %d not in [1, %d]", o->max_batched_tokens, 1 << 24);
     if (o->max_seqs < 1 || o->max_seqs > (1 << 16)) return mx_fail(MX_ERR_ARG, "max seqs %d not in [1, %d]", o->max_seqs, 1 << 16);
+    if (o->tp < 1 || o->tp > SHARD_MAX_TP) return mx_fail(MX_ERR_ARG, "--tp %d not in [1, %d]", o->tp, SHARD_MAX_TP);
+    if (!(o->comm_timeout_s > 0 && o->comm_timeout_s <= 86400))
+        return mx_fail(MX_ERR_ARG, "comm timeout %g s not in (0, 86400]", o->comm_timeout_s);
+    if (o->prompt_logprob_rows < 0 || o->prompt_logprob_rows > (1 << 16))
+        return mx_fail(MX_ERR_ARG, "prompt logprob rows %d not in [0, %d]", o->prompt_logprob_rows, 1 << 16);
     return MX_OK;
 }
 
@@ -535,6 +651,34 @@ static void add_eos(MxEngine *e, int32_t id) {
     if (e->n_eos < (int)(sizeof e->eos / sizeof *e->eos)) e->eos[e->n_eos++] = id;
 }
 
+// The config of dummy weights: a preset name, or a config.json file or its directory.
+static MxStatus dummy_config(const char *spec, ModelConfig *cfg) {
+    struct stat sb;
+    if (stat(spec, &sb) != 0) return model_preset_config(spec, cfg); // names the presets
+    if (S_ISDIR(sb.st_mode)) return model_config_load(spec, cfg);
+    char *text = NULL;
+    size_t len = 0;
+    MxStatus st = json_read_file(spec, 1 << 20, &text, &len);
+    if (!st) st = model_config_parse(text, len, cfg);
+    mx_free(text);
+    return st;
+}
+
+static MxStatus load_model(MxEngine *e, const char *dir, const Backend *backend, const ModelOptions *mo) {
+    const MxEngineOptions *o = &e->opt;
+    TpOptions to = {.tp = o->tp, .comm = o->comm, .timeout_s = o->comm_timeout_s};
+    ModelConfig cfg;
+    MxStatus st = dir ? MX_OK : dummy_config(o->dummy, &cfg);
+    if (!st) st = tp_model_load(dir, dir ? NULL : &cfg, backend, mo, &to, &e->tp);
+    if (st) return st;
+    e->model = tp_leader(&e->tp);
+    char plan[sizeof e->plan - 64];
+    model_plan_describe(&e->model->plan, plan, sizeof plan);
+    if (o->tp > 1) snprintf(e->plan, sizeof e->plan, "tp %d over %s, per rank: %s", o->tp, e->tp.comm_name, plan);
+    else snprintf(e->plan, sizeof e->plan, "%s", plan);
+    return MX_OK;
+}
+
 static MxStatus create_parts(MxEngine *e, const char *dir) {
     const MxEngineOptions *o = &e->opt;
     Backend backend;
@@ -545,12 +689,13 @@ static MxStatus create_parts(MxEngine *e, const char *dir) {
     mo.kv_blocks = o->kv_blocks ? o->kv_blocks + 1 : 0; // + the pool's null block
     mo.kv_fraction = o->kv_fraction;
     mo.max_step_tokens = o->max_batched_tokens;
-    mo.max_step_seqs = mo.max_logit_rows = o->max_seqs;
+    mo.max_step_seqs = o->max_seqs;
+    mo.max_logit_rows = o->max_seqs + o->prompt_logprob_rows; // one per sequence + prompt scoring
     mo.gemm = o->gemm;
-    if ((st = model_load(dir, &backend, &mo, &e->model))) return st;
-    model_plan_describe(&e->model.plan, e->plan, sizeof e->plan);
-    const ModelConfig *c = &e->model.cfg;
-    if (o->tokenizer && file_exists(dir, "tokenizer.json") && (st = tokenizer_load(dir, c->vocab_size, &e->tok)))
+    mo.progress = o->load_progress;
+    if ((st = load_model(e, dir, &backend, &mo))) return st;
+    const ModelConfig *c = &e->model->cfg;
+    if (o->tokenizer && dir && file_exists(dir, "tokenizer.json") && (st = tokenizer_load(dir, c->vocab_size, &e->tok)))
         return st;
     for (int i = 0; i < c->n_eos; i++) add_eos(e, c->eos_ids[i]);
     if (e->tok) {
@@ -559,22 +704,24 @@ static MxStatus create_parts(MxEngine *e, const char *dir) {
         for (int i = 0; i < n; i++) add_eos(e, ids[i]);
     }
     SchedConfig sc = {.block_size = o->block_size, .max_batched_tokens = o->max_batched_tokens, .max_seqs = o->max_seqs,
-                      .max_kv_indices = e->model.max_kv_indices, .prefix_cache = o->prefix_cache};
-    if ((st = sched_init(&e->sched, &e->model.pool, &sc)) || (st = model_batch_init(&e->model, &e->batch)) ||
+                      .max_kv_indices = e->model->max_kv_indices, .max_score_rows = o->prompt_logprob_rows,
+                      .prefix_cache = o->prefix_cache};
+    if ((st = sched_init(&e->sched, &e->model->pool, &sc)) || (st = model_batch_init(e->model, &e->batch)) ||
         (st = sampler_init(&e->sampler, c->vocab_size)))
         return st;
-    size_t n = (size_t)o->max_seqs;
-    e->logits = mx_malloc(n * (size_t)c->vocab_size * sizeof *e->logits);
+    size_t n = (size_t)o->max_seqs, rows = (size_t)e->model->opt.max_logit_rows;
+    e->logits = mx_malloc(rows * (size_t)c->vocab_size * sizeof *e->logits);
     e->step_seqs = mx_calloc(n, sizeof *e->step_seqs);
     e->step_rows = mx_calloc(n, sizeof *e->step_rows);
-    e->temperature = mx_calloc(n, sizeof *e->temperature);
-    e->top_p = mx_calloc(n, sizeof *e->top_p);
-    e->top_k = mx_calloc(n, sizeof *e->top_k);
-    e->sampled = mx_calloc(n, sizeof *e->sampled);
-    e->seed = mx_calloc(n, sizeof *e->seed);
-    e->counter = mx_calloc(n, sizeof *e->counter);
-    if (!e->logits || !e->step_seqs || !e->step_rows || !e->temperature || !e->top_p || !e->top_k || !e->sampled ||
-        !e->seed || !e->counter)
+    e->step_score = mx_calloc(n, sizeof *e->step_score);
+    e->temperature = mx_calloc(rows, sizeof *e->temperature);
+    e->top_p = mx_calloc(rows, sizeof *e->top_p);
+    e->top_k = mx_calloc(rows, sizeof *e->top_k);
+    e->sampled = mx_calloc(rows, sizeof *e->sampled);
+    e->seed = mx_calloc(rows, sizeof *e->seed);
+    e->counter = mx_calloc(rows, sizeof *e->counter);
+    if (!e->logits || !e->step_seqs || !e->step_rows || !e->step_score || !e->temperature || !e->top_p || !e->top_k ||
+        !e->sampled || !e->seed || !e->counter)
         return mx_fail(MX_ERR_NOMEM, "engine step buffers");
     return MX_OK;
 }
@@ -583,7 +730,9 @@ MxStatus mx_engine_create(const char *dir, const MxEngineOptions *opt, MxEngine 
     *out = NULL;
     MxEngineOptions defaults = mx_engine_options_default();
     if (!opt) opt = &defaults;
-    if (!dir) return mx_fail(MX_ERR_ARG, "no model directory");
+    if (!dir && !opt->dummy) return mx_fail(MX_ERR_ARG, "no model directory");
+    if (dir && opt->dummy) return mx_fail(MX_ERR_ARG, "a model directory and dummy weights: give one");
+    profile_init();
     MxStatus st = check_options(opt);
     if (st) return st;
     MxEngine *e = mx_calloc(1, sizeof *e);
@@ -593,6 +742,11 @@ MxStatus mx_engine_create(const char *dir, const MxEngineOptions *opt, MxEngine 
     if ((st = create_parts(e, dir))) {
         mx_engine_destroy(e);
         return st;
+    }
+    if (e->tp.cluster && cluster_rank() > 0) { // a follower process: mirror process 0 until it stops
+        st = tp_model_follow(&e->tp);
+        mx_engine_destroy(e);
+        return st ? st : MX_FOLLOWER_DONE;
     }
     *out = e;
     return MX_OK;
@@ -617,7 +771,8 @@ void mx_engine_destroy(MxEngine *e) {
     mx_free(e->counter);
     mx_free(e->step_seqs);
     mx_free(e->step_rows);
+    mx_free(e->step_score);
     if (e->tok) tokenizer_free(e->tok);
-    model_free(&e->model);
+    tp_model_free(&e->tp);
     mx_free(e);
 }

@@ -3,6 +3,7 @@
 #define MYRMEX_ENGINE_H
 
 #include "model.h"
+#include "tp_model.h"
 #include "myrmex.h"
 #include "sampler.h"
 #include "scheduler.h"

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "comm.h"
 #include "model.h"
 
 #define OPS_CALL(call, what)                                                                  \
@@ -18,8 +19,7 @@
         if (rc_ != OPS_OK) return mx_fail(MX_ERR_OPS, "%s (%s backend, code %d)", what, m->ops->name, rc_); \
     } while (0)
 
-// Checks what the ops cannot know: capacities, token ids, positions against the context.
-static MxStatus check_batch(const Model *m, const Batch *b) {
+MxStatus model_check_batch(const Model *m, const Batch *b) {
     if (b->n_tokens <= 0 || b->n_tokens > m->opt.max_step_tokens || b->n_seqs <= 0 ||
         b->n_seqs > m->opt.max_step_seqs || b->n_rows < 0 || b->n_rows > m->opt.max_logit_rows ||
         b->n_kv_indices > m->max_kv_indices)
@@ -123,45 +123,56 @@ static StepShape batch_shape(const Batch *b) {
     return sh;
 }
 
+// h-sized partial sums of the ranks of a tensor-parallel model, summed on every rank.
+static MxStatus all_reduce(Model *m, void *buf, int t) {
+    if (!m->comm) return MX_OK;
+    return comm_all_reduce(m->comm, buf, (size_t)t * (size_t)m->cfg.hidden_size, m->ops->act_dtype, m->queue);
+}
+
+// Heads and MLP columns are this rank's (m->shard); with tp 1, the whole model's.
 static MxStatus attention_block(Model *m, const StepShape *b, int l) {
     const ModelConfig *c = &m->cfg;
+    const ShardLayout *sh = &m->shard;
     const LayerWeights *w = &m->w.layers[l];
     Workspace *ws = &m->ws;
-    int t = b->n_tokens, d = c->hidden_size, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    int t = b->n_tokens, d = c->hidden_size, qd = sh->n_heads * c->head_dim, kvd = sh->n_kv_heads * c->head_dim;
     MxStatus st = gemm(m, ws->x, w->wqkv, ws->qkv, t, qd + 2 * kvd, d);
     if (st) return st;
 
     RopeKvWriteParams rkv = {.qkv = ws->qkv, .q_out = ws->q, .k_cache = m->k_cache[l], .v_cache = m->v_cache[l],
                              .positions = ws->positions, .slot_mapping = ws->slots, .inv_freq = m->inv_freq,
-                             .n_tokens = t, .n_q_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
+                             .n_tokens = t, .n_q_heads = sh->n_heads, .n_kv_heads = sh->n_kv_heads,
                              .head_dim = c->head_dim, .block_size = m->opt.block_size, .num_blocks = m->opt.kv_blocks};
     OPS_CALL(m->ops->rope_kv_write(&rkv, m->queue), "rope_kv_write");
     AttentionParams att = {.q = ws->q, .k_cache = m->k_cache[l], .v_cache = m->v_cache[l], .out = ws->attn,
                            .q_start = ws->q_start, .ctx_len = ws->ctx_len, .kv_indptr = ws->kv_indptr,
                            .kv_indices = ws->kv_indices, .n_seqs = b->n_seqs, .n_tokens = t,
-                           .n_q_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
+                           .n_q_heads = sh->n_heads, .n_kv_heads = sh->n_kv_heads, .head_dim = c->head_dim,
                            .block_size = m->opt.block_size, .num_blocks = m->opt.kv_blocks,
                            .sliding_window = c->sliding_window, .scale = 1.0f / sqrtf((float)c->head_dim),
                            .max_q_len = b->max_q_len, .max_ctx_len = b->max_ctx_len};
     OPS_CALL(m->ops->attention(&att, m->queue), "attention");
-    return gemm(m, ws->attn, w->wo, ws->delta, t, d, qd);
+    if ((st = gemm(m, ws->attn, w->wo, ws->delta, t, d, qd))) return st;
+    return all_reduce(m, ws->delta, t);
 }
 
 static MxStatus mlp_block(Model *m, int t, int l) {
     const ModelConfig *c = &m->cfg;
     const LayerWeights *w = &m->w.layers[l];
     Workspace *ws = &m->ws;
-    int in = c->intermediate_size;
+    int in = m->shard.intermediate;
     MxStatus st = gemm(m, ws->x, w->w_gate_up, ws->gate_up, t, 2 * in, c->hidden_size);
     if (st) return st;
     SiluMulParams p = {.gate = ws->gate_up, .up = (char *)ws->gate_up + (size_t)in * dtype_size(m->ops->act_dtype),
                        .out = ws->act, .n_rows = t, .dim = in, .in_stride = 2 * in};
     OPS_CALL(m->ops->silu_mul(&p, m->queue), "silu_mul");
-    return gemm(m, ws->act, w->w_down, ws->delta, t, c->hidden_size, in);
+    if ((st = gemm(m, ws->act, w->w_down, ws->delta, t, c->hidden_size, in))) return st;
+    return all_reduce(m, ws->delta, t);
 }
 
 // Every op of one step, on the batch already in the workspace: embedding to logits, and
-// with `sample` the sample op on them.
+// with `sample` the sample op on them. A tensor-parallel rank computes its vocab slice of
+// the logits; rank 0 gathers the full rows and alone samples.
 static MxStatus run_step(Model *m, const StepShape *b, bool sample) {
     const ModelConfig *c = &m->cfg;
     Workspace *ws = &m->ws;
@@ -179,10 +190,13 @@ static MxStatus run_step(Model *m, const StepShape *b, bool sample) {
     if ((st = add_norm(m, ws->delta, m->w.final_norm, t))) return st;
     if (b->n_rows == 0) return MX_OK;
     LmHeadParams lm = {.hidden = ws->x, .rows = ws->rows, .w = m->w.lm_head.data, .w_dtype = m->w.lm_head.dtype,
-                       .logits = ws->logits, .n_rows = b->n_rows, .n_tokens = t, .dim = c->hidden_size,
-                       .vocab = c->vocab_size};
+                       .logits = ws->logits_local, .n_rows = b->n_rows, .n_tokens = t, .dim = c->hidden_size,
+                       .vocab = m->shard.vocab_len};
     OPS_CALL(m->ops->lm_head(&lm, m->queue), "lm_head");
-    if (!sample) return MX_OK;
+    if (m->comm && (st = comm_gather_vocab(m->comm, ws->logits_local, ws->logits, b->n_rows, c->vocab_size,
+                                           m->shard.vocab_stride, m->queue)))
+        return st;
+    if (!sample || m->shard.rank != 0) return MX_OK;
     SampleParams sp = {.logits = ws->logits, .temperature = ws->temperature, .top_k = ws->top_k, .top_p = ws->top_p,
                        .seed = ws->seed, .counter = ws->counter, .out = ws->sampled, .n_rows = b->n_rows,
                        .vocab = c->vocab_size};
@@ -270,7 +284,7 @@ static MxStatus forward_graph(Model *m, const Batch *b, const StepSampling *samp
 
 // The step from a graph when it can, else op by op.
 static MxStatus forward(Model *m, const Batch *b, const StepSampling *sampling) {
-    MxStatus st = check_batch(m, b);
+    MxStatus st = model_check_batch(m, b);
     if (st) return st;
     st = forward_graph(m, b, sampling);
     if (st != MX_ERR_ARG) return st;
@@ -287,6 +301,7 @@ static MxStatus finish_step(Model *m, const Batch *b, int32_t *tokens, float *lo
     if (tokens && b->n_rows &&
         m->ops->download(tokens, m->ws.sampled, (size_t)b->n_rows * sizeof(int32_t), m->queue) != OPS_OK)
         return mx_fail(MX_ERR_OPS, "downloading sampled tokens");
+    if (m->comm) return comm_wait(m->comm, m->queue); // bounded: a hung rank cannot hang this one
     if (m->ops->sync(m->queue) != OPS_OK) return mx_fail(MX_ERR_OPS, "running the step");
     return MX_OK;
 }
@@ -296,12 +311,19 @@ MxStatus model_forward(Model *m, const Batch *b, float *logits) {
     return st ? st : finish_step(m, b, NULL, logits);
 }
 
-MxStatus model_forward_sample(Model *m, const Batch *b, const StepSampling *sampling, int32_t *tokens, float *logits) {
-    if (!sampling || !tokens) return mx_fail(MX_ERR_ARG, "model_forward_sample needs sampling parameters and an output");
-    for (int r = 0; r < b->n_rows; r++)
+MxStatus step_sampling_check(const StepSampling *sampling, int n_rows) {
+    if (!sampling) return mx_fail(MX_ERR_ARG, "no sampling parameters");
+    for (int r = 0; r < n_rows; r++)
         if (!isfinite(sampling->temperature[r]) || !(sampling->top_p[r] > 0.0f && sampling->top_p[r] <= 1.0f))
             return mx_fail(MX_ERR_ARG, "row %d: temperature %g, top_p %g", r, (double)sampling->temperature[r],
                            (double)sampling->top_p[r]);
-    MxStatus st = forward(m, b, b->n_rows ? sampling : NULL);
+    return MX_OK;
+}
+
+MxStatus model_forward_sample(Model *m, const Batch *b, const StepSampling *sampling, int32_t *tokens, float *logits) {
+    if (!tokens) return mx_fail(MX_ERR_ARG, "model_forward_sample needs an output");
+    MxStatus st = step_sampling_check(sampling, b->n_rows);
+    if (st) return st;
+    st = forward(m, b, b->n_rows ? sampling : NULL);
     return st ? st : finish_step(m, b, b->n_rows ? tokens : NULL, logits);
 }

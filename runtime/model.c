@@ -7,7 +7,7 @@
 
 ModelOptions model_options_default(void) {
     return (ModelOptions){.block_size = 16, .kv_blocks = 0, .kv_fraction = 0.9, .max_step_tokens = 512,
-                          .max_step_seqs = 64, .max_logit_rows = 64};
+                          .max_step_seqs = 64, .max_logit_rows = 64, .tp = 1, .rank = 0};
 }
 
 // Carves aligned sub-buffers out of one allocation: a first pass with base == NULL sizes it.
@@ -27,8 +27,9 @@ static void workspace_layout(Carver *c, Workspace *ws, const Model *m) {
     const ModelConfig *cfg = &m->cfg;
     const ModelOptions *o = &m->opt;
     size_t t = (size_t)o->max_step_tokens, a = dtype_size(m->ops->act_dtype);
-    size_t d = (size_t)cfg->hidden_size, in = (size_t)cfg->intermediate_size;
-    size_t qd = (size_t)cfg->n_heads * cfg->head_dim, kvd = (size_t)cfg->n_kv_heads * cfg->head_dim;
+    const ShardLayout *sh = &m->shard; // this rank's heads and MLP columns
+    size_t d = (size_t)cfg->hidden_size, in = (size_t)sh->intermediate;
+    size_t qd = (size_t)sh->n_heads * cfg->head_dim, kvd = (size_t)sh->n_kv_heads * cfg->head_dim;
     ws->h = carve(c, t * d * a);
     ws->x = carve(c, t * d * a);
     ws->delta = carve(c, t * d * a);
@@ -37,7 +38,13 @@ static void workspace_layout(Carver *c, Workspace *ws, const Model *m) {
     ws->attn = carve(c, t * qd * a);
     ws->gate_up = carve(c, t * 2 * in * a);
     ws->act = carve(c, t * in * a);
-    ws->logits = carve(c, (size_t)o->max_logit_rows * (size_t)cfg->vocab_size * sizeof(float));
+    size_t r = (size_t)o->max_logit_rows;
+    if (sh->tp == 1) {
+        ws->logits = ws->logits_local = carve(c, r * (size_t)cfg->vocab_size * sizeof(float));
+    } else { // each rank's slice, gathered into rank 0's full rows
+        ws->logits_local = carve(c, r * (size_t)sh->vocab_len * sizeof(float));
+        ws->logits = sh->rank == 0 ? carve(c, r * (size_t)cfg->vocab_size * sizeof(float)) : NULL;
+    }
     // The batch region last and contiguous, so one upload moves it.
     ws->batch_offset = (c->used + 255) & ~(size_t)255;
     ws->tokens = carve(c, t * sizeof(int32_t));
@@ -47,8 +54,7 @@ static void workspace_layout(Carver *c, Workspace *ws, const Model *m) {
     ws->ctx_len = carve(c, (size_t)o->max_step_seqs * sizeof(int32_t));
     ws->kv_indptr = carve(c, ((size_t)o->max_step_seqs + 1) * sizeof(int32_t));
     ws->kv_indices = carve(c, (size_t)m->max_kv_indices * sizeof(int32_t));
-    ws->rows = carve(c, (size_t)o->max_logit_rows * sizeof(int32_t));
-    size_t r = (size_t)o->max_logit_rows;
+    ws->rows = carve(c, r * sizeof(int32_t));
     ws->temperature = carve(c, r * sizeof(float));
     ws->top_p = carve(c, r * sizeof(float));
     ws->top_k = carve(c, r * sizeof(int32_t));
@@ -67,6 +73,8 @@ static MxStatus check_options(const ModelOptions *o) {
         return mx_fail(MX_ERR_ARG, "step capacities must be positive");
     if (o->max_step_tokens > (1 << 24) || o->max_step_seqs > (1 << 20) || o->max_logit_rows > (1 << 20))
         return mx_fail(MX_ERR_ARG, "step capacities are too large");
+    if (o->tp < 1 || o->tp > SHARD_MAX_TP || o->rank < 0 || o->rank >= o->tp)
+        return mx_fail(MX_ERR_ARG, "rank %d of tensor-parallel degree %d", o->rank, o->tp);
     if ((int64_t)o->kv_blocks * o->block_size > INT32_MAX)
         return mx_fail(MX_ERR_ARG, "KV pool of %d blocks x %d tokens is too large", o->kv_blocks, o->block_size);
     return MX_OK;
@@ -75,28 +83,31 @@ static MxStatus check_options(const ModelOptions *o) {
 // Bytes of one KV block over all layers (K and V).
 static uint64_t kv_block_bytes(const Model *m) {
     const ModelConfig *c = &m->cfg;
-    return 2ull * (uint64_t)c->n_layers * (uint64_t)m->opt.block_size * (uint64_t)c->n_kv_heads *
+    return 2ull * (uint64_t)c->n_layers * (uint64_t)m->opt.block_size * (uint64_t)m->shard.n_kv_heads *
            (uint64_t)c->head_dim * dtype_size(m->ops->act_dtype);
 }
 
-// --kv-blocks, or --kv-fraction of what the backend has left, capped at what max_step_seqs
-// sequences of the full context can use (more could never be live at once) plus block 0,
-// the null block the engine never hands out.
-static MxStatus size_kv_pool(Model *m) {
+// --kv-blocks, or --kv-fraction of what the backend has left (split between the models
+// that share it), capped at what max_step_seqs sequences of the full context can use (more
+// could never be live at once) plus block 0, the null block the engine never hands out.
+MxStatus model_kv_budget(const Model *m, int sharers, int *blocks_out) {
+    if (m->opt.kv_blocks > 0) {
+        *blocks_out = m->opt.kv_blocks;
+        return MX_OK;
+    }
     uint64_t per_block = kv_block_bytes(m);
     int64_t cap = (int64_t)m->opt.max_step_seqs * blocks_for_tokens(m->cfg.max_positions, m->opt.block_size) + 1; // + the null block
     if (cap > INT32_MAX / m->opt.block_size) cap = INT32_MAX / m->opt.block_size;
-    if (m->opt.kv_blocks > 0) return MX_OK;
     size_t free_bytes, total;
     MxStatus st = backend_memory(&m->backend, &free_bytes, &total);
     if (st) return st;
-    double budget = (double)free_bytes * m->opt.kv_fraction;
+    double budget = (double)free_bytes * m->opt.kv_fraction / (sharers > 0 ? sharers : 1);
     int64_t blocks = (int64_t)(budget / (double)per_block);
     if (blocks > cap) blocks = cap;
     if (blocks < 1)
         return mx_fail(MX_ERR_NOMEM, "no memory left for the KV cache: %.1f MiB free, one block needs %.1f MiB",
                        (double)free_bytes / 1048576.0, (double)per_block / 1048576.0);
-    m->opt.kv_blocks = (int)blocks;
+    *blocks_out = (int)blocks;
     return MX_OK;
 }
 
@@ -105,7 +116,7 @@ static MxStatus alloc_kv(Model *m) {
     uint64_t per_token;
     MxStatus st = model_config_kv_bytes_per_token(c, dtype_size(m->ops->act_dtype), &per_token);
     if (st) return st;
-    size_t layer_bytes = (size_t)m->opt.kv_blocks * (size_t)m->opt.block_size * (size_t)c->n_kv_heads *
+    size_t layer_bytes = (size_t)m->opt.kv_blocks * (size_t)m->opt.block_size * (size_t)m->shard.n_kv_heads *
                          (size_t)c->head_dim * dtype_size(m->ops->act_dtype);
     m->k_cache = mx_calloc((size_t)c->n_layers, sizeof *m->k_cache);
     m->v_cache = mx_calloc((size_t)c->n_layers, sizeof *m->v_cache);
@@ -145,17 +156,19 @@ static MxStatus alloc_workspace(Model *m) {
     return MX_OK;
 }
 
-// Everything after the config: weights from dir's files, or dummy weights when dir is NULL.
+// Everything after the config: weights from dir's files (or dummy weights when dir is NULL)
+// and the workspace; then the KV pool unless opt.defer_kv.
 static MxStatus load_parts(Model *m, const char *dir) {
-    MxStatus st = backend_queue_create(&m->backend, m->opt.gemm, &m->queue);
+    MxStatus st = shard_layout(&m->cfg, m->opt.tp, m->opt.rank, &m->shard);
     if (st) return st;
-    st = dir ? weights_load(dir, &m->cfg, m->ops, m->queue, m->opt.progress, &m->w)
-             : weights_init_dummy(&m->cfg, m->ops, m->queue, 1234, &m->w);
+    if ((st = backend_queue_create(&m->backend, m->opt.gemm, &m->queue))) return st;
+    st = dir ? weights_load(dir, &m->cfg, &m->shard, m->ops, m->queue, m->opt.progress, &m->w)
+             : weights_init_dummy(&m->cfg, &m->shard, m->ops, m->queue, 1234 + 7919 * (uint64_t)m->opt.rank, &m->w);
     if (st) return st;
     m->plan.weight_bytes = m->w.bytes;
-    if ((st = alloc_workspace(m)) || (st = size_kv_pool(m))) return st;
-    if ((st = block_pool_init(&m->pool, m->opt.kv_blocks)) || (st = alloc_kv(m))) return st;
-    if (m->ops->capture_begin && !m->opt.no_graphs) {
+    if ((st = alloc_workspace(m))) return st;
+    // Graphs replay one rank's ops; the ranks of a tensor-parallel model meet on the host.
+    if (m->ops->capture_begin && !m->opt.no_graphs && m->opt.tp == 1) {
         if ((st = model_batch_init(m, &m->graph_batch))) return st;
         m->graphs_enabled = true;
     }
@@ -168,7 +181,18 @@ static MxStatus load_parts(Model *m, const char *dir) {
     if (m->ops->upload(m->inv_freq, inv_freq, (size_t)half * sizeof(float), m->queue) != OPS_OK ||
         m->ops->sync(m->queue) != OPS_OK)
         return mx_fail(MX_ERR_OPS, "uploading the rope table");
-    return MX_OK;
+    if (m->opt.defer_kv) return MX_OK;
+    int blocks;
+    if ((st = model_kv_budget(m, 1, &blocks))) return st;
+    return model_alloc_kv(m, blocks);
+}
+
+MxStatus model_alloc_kv(Model *m, int blocks) {
+    if (blocks < 1 || (int64_t)blocks * m->opt.block_size > INT32_MAX || m->k_cache)
+        return mx_fail(MX_ERR_ARG, "KV pool of %d blocks", blocks);
+    m->opt.kv_blocks = blocks;
+    MxStatus st = block_pool_init(&m->pool, blocks);
+    return st ? st : alloc_kv(m);
 }
 
 // The start of both loads: options checked, the backend recorded.

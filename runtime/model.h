@@ -8,7 +8,10 @@
 #include "batch.h"
 #include "kv_cache.h"
 #include "model_config.h"
+#include "shard.h"
 #include "weights.h"
+
+typedef struct Comm Comm; // comm.h
 
 typedef struct ModelOptions {
     int block_size;      // tokens per KV block (default 16)
@@ -21,6 +24,9 @@ typedef struct ModelOptions {
     int max_logit_rows;  // R capacity of one forward (default max_step_seqs)
     const char *gemm;    // GEMM kernels on CUDA: NULL/"auto", "cublas", "skinny", "mma", "wgmma"
     bool no_graphs;      // launch decode steps op by op even where the backend has graphs
+    int tp, rank;        // this model is tensor-parallel rank `rank` of `tp` (default 1, 0)
+    bool defer_kv;       // load without the KV pool: model_kv_budget, then model_alloc_kv
+                         // (tensor-parallel ranks agree on one pool size first)
     void (*progress)(int layers_done, int layers_total); // weight loading progress, or NULL
 } ModelOptions;
 
@@ -45,7 +51,8 @@ typedef struct Workspace {
     void *attn;               // [T, Hq * Dh]
     void *gate_up;            // [T, 2*I] fused projection
     void *act;                // [T, I]
-    float *logits;            // [R, V] f32
+    float *logits;            // [R, V] f32 (rank 0 only when tp > 1)
+    float *logits_local;      // [R, V_local] f32: this rank's vocab slice (== logits when tp 1)
     // The step's batch, copied in one upload from `staging` (host memory from host_alloc
     // laid out the same way): [batch_offset, batch_offset + batch_bytes) of base.
     int32_t *tokens, *positions, *q_start, *ctx_len, *kv_indptr, *kv_indices, *rows;
@@ -63,6 +70,8 @@ typedef struct Workspace {
 typedef struct Model {
     ModelConfig cfg;
     ModelOptions opt;
+    ShardLayout shard;         // what this rank holds; the whole model when tp 1
+    Comm *comm;                // all-reduce and gather between ranks; NULL when tp 1
     Backend backend;
     const Ops *ops;            // backend.ops
     void *queue;               // the model's queue (Ops.queue_create)
@@ -88,12 +97,23 @@ MxStatus model_load(const char *dir, const Backend *backend, const ModelOptions 
 MxStatus model_load_dummy(const ModelConfig *cfg, const Backend *backend, const ModelOptions *opt, Model *m);
 void model_free(Model *m);
 
+// With opt.defer_kv: the KV blocks (the null block included) that kv_fraction of the
+// backend's free memory affords when `sharers` models will take their pools from it (ranks
+// on one device), capped as documented for kv_blocks; opt.kv_blocks when given.
+MxStatus model_kv_budget(const Model *m, int sharers, int *blocks);
+// Allocates the KV pool of `blocks` blocks and its block pool, and finishes the load.
+MxStatus model_alloc_kv(Model *m, int blocks);
+
 // "weights 24.2 GiB, workspace 1.1 GiB, KV 96.0 GiB = 6144 blocks x 16 = 98304 tokens"
 // (each size in its largest binary unit)
 void model_plan_describe(const MemoryPlan *p, char *buf, size_t len);
 
 // A Batch sized for this model's capacities; release with batch_destroy.
 MxStatus model_batch_init(const Model *m, Batch *b);
+
+// What the ops cannot check: capacities, token ids, positions against the context, block
+// ids. MX_ERR_ARG, MX_ERR_TOKEN or MX_ERR_CONTEXT (model_forward checks it first).
+MxStatus model_check_batch(const Model *m, const Batch *b);
 
 // Runs one step: embeds b's tokens, writes their K/V into the pages named by slot_mapping,
 // attends over each sequence's blocks, and writes f32 logits for b->logits_rows into
@@ -108,6 +128,9 @@ typedef struct StepSampling {
     const int32_t *top_k;
     const uint64_t *seed, *counter;
 } StepSampling;
+
+// MX_ERR_ARG unless each of the n_rows rows has a finite temperature and top_p in (0, 1].
+MxStatus step_sampling_check(const StepSampling *sampling, int n_rows);
 
 // model_forward, then one token per logits row drawn on the backend into tokens[n_rows];
 // the logits are downloaded too only when logits is not NULL (a device backend then moves

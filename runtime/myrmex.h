@@ -47,6 +47,19 @@ typedef struct MxEngineOptions {
     bool prefix_cache;      // reuse the K/V of full blocks shared by prompts (default true)
     bool tokenizer;         // load DIR/tokenizer.json when present: output text, stop strings
                             // and its eos ids (default true)
+    int prompt_logprob_rows; // logits rows per step for prompt logprobs (default 128: longer
+                            // prompts are scored over several steps; 0: such requests are
+                            // refused). Costs rows x vocab floats of device and host memory.
+    const char *dummy;      // with dir NULL: a model preset name (model_presets.h) or a
+                            // config.json path (file or directory) whose shapes get random
+                            // weights made on the device; nothing else is read (default NULL)
+    void (*load_progress)(int layers_done, int layers_total); // weight loading, or NULL
+    int tp;                 // tensor-parallel ranks the model is split over (default 1)
+    const char *comm;       // how the ranks talk: "auto" (default: threads on the CPU; nccl
+                            // when each rank can have its own GPU, else loopback on one),
+                            // "threads", "loopback", "nccl"
+    double comm_timeout_s;  // longest wait for another rank; then the step fails with
+                            // MX_ERR_COMM, every request with MX_FINISH_ERROR (default 60)
 } MxEngineOptions;
 
 MxEngineOptions mx_engine_options_default(void);
@@ -73,6 +86,8 @@ typedef struct MxTokenEvent {
     const int32_t *top_ids;     // [n_top] most likely ids at this step, best first
     const float *top_logprobs;  // [n_top] their natural-log probabilities
     int n_top;
+    float logprob;              // the token's natural-log probability (NaN unless the request
+                                // asked for logprobs or top_logprobs)
     MxFinish finish;            // != MX_FINISH_NONE on the request's last event (exactly one)
 } MxTokenEvent;
 
@@ -89,6 +104,10 @@ typedef struct MxRequestParams {
     uint64_t seed;           // token i is drawn from (seed, i) alone, so a request's tokens do
                              // not depend on what it was batched with, or on preemption
     int top_logprobs;        // report the K most likely ids per token (0..MX_MAX_TOP_LOGPROBS)
+    bool logprobs;           // report each generated token's logprob (implied by top_logprobs)
+    bool prompt_logprobs;    // score the prompt: the logprob of each prompt token given the
+                             // ones before it, and its top_logprobs most likely ids; the
+                             // prompt is then computed, never taken from the prefix cache
     bool ignore_eos;         // do not stop at the model's eos ids (config.json, and the
                              // tokenizer's: tokenizer_config.json, generation_config.json)
     const int32_t *stop_ids; // [n_stop_ids] more ids that end the request (kept in its tokens,
@@ -103,7 +122,13 @@ MxRequestParams mx_request_params_default(void);
 
 // Loads the model in DIR (config.json, safetensors, and tokenizer.json when present) onto
 // the device and sizes the KV pool. Errors: MX_ERR_ARG (bad options), MX_ERR_DEVICE, and
-// every model or tokenizer load error. On error *out is NULL.
+// every model or tokenizer load error. On error *out is NULL. With dir NULL and opt->dummy
+// set, the model is that shape with random weights and no tokenizer.
+//
+// Under mpirun (one tensor-parallel rank per process, opt->tp = the number of processes),
+// every process calls this with the same arguments. On process 0 it returns the engine; on
+// the others it loads their rank, mirrors process 0's steps until process 0 destroys its
+// engine, and then returns MX_FOLLOWER_DONE (exit 0) or the error that ended the run.
 MxStatus mx_engine_create(const char *dir, const MxEngineOptions *opt, MxEngine **out);
 // Frees everything, requests still queued included. NULL is fine.
 void mx_engine_destroy(MxEngine *e);
@@ -111,7 +136,8 @@ void mx_engine_destroy(MxEngine *e);
 // Queues a request for prompt[0..n_prompt) (copied) and returns its id (ids start at 1 and
 // only grow). It is checked here, never later: MX_ERR_ARG (empty prompt, bad params),
 // MX_ERR_TOKEN (an id outside the vocabulary), MX_ERR_CONTEXT (prompt + max_tokens over the
-// model's context), MX_ERR_KV_TOO_SMALL (it could not fit the whole KV pool even alone).
+// model's context), MX_ERR_KV_TOO_SMALL (it could not fit the whole KV pool even alone),
+// MX_ERR_COMM (the model's tensor-parallel ranks failed earlier; see mx_engine_step).
 MxStatus mx_engine_add(MxEngine *e, const int32_t *prompt, int n_prompt, const MxRequestParams *p, int64_t *id);
 
 // Runs one step: schedules, runs the model once over every scheduled chunk, samples, checks
@@ -119,6 +145,9 @@ MxStatus mx_engine_add(MxEngine *e, const int32_t *prompt, int n_prompt, const M
 // Errors are the model's (MX_ERR_OPS ...): the step's chunks are then not counted as
 // computed and a later step may retry them; and MX_ERR_KV_FULL if requests are queued but
 // none could be scheduled (never expected: a guard against a step loop spinning forever).
+// MX_ERR_COMM: a tensor-parallel rank failed, stalled past comm_timeout_s or died; every
+// request has then ended with MX_FINISH_ERROR (final events sent) and the engine refuses
+// new work: the only way on is mx_engine_destroy.
 MxStatus mx_engine_step(MxEngine *e);
 // Whether any request is waiting or running.
 bool mx_engine_has_work(const MxEngine *e);
@@ -139,6 +168,12 @@ typedef struct MxOutput {
     const int32_t *top_ids;     // [n_tokens, n_top]
     const float *top_logprobs;  // [n_tokens, n_top]
     int n_top;
+    const float *token_logprobs; // [n_tokens] each generated token's logprob (NULL unless asked)
+    const float *prompt_logprobs; // [n_prompt] logprob of prompt token i given tokens [0, i);
+                                 // entry 0 is NaN (NULL unless prompt_logprobs was asked)
+    const int32_t *prompt_top_ids; // [n_prompt, n_top] the most likely ids at each prompt
+    const float *prompt_top_logprobs; // position (row 0 unused), as top_ids
+    int n_prompt_scored;         // leading prompt entries filled so far (n_prompt when done)
     MxFinish finish;
     int n_prompt;
     int n_cached_prompt;        // prompt tokens found in the prefix cache at first admission
@@ -172,10 +207,17 @@ typedef struct MxEngineInfo {
     int vocab_size, max_context;
     int block_size, kv_blocks; // usable blocks (the pool's null block not counted)
     int max_batched_tokens, max_seqs;
+    int prompt_logprob_rows; // MxEngineOptions.prompt_logprob_rows (0: prompts cannot be scored)
     bool prefix_cache, has_tokenizer;
+    uint64_t weight_bytes, workspace_bytes, kv_bytes; // what the engine allocated (memory plan)
+    int device_index;        // CUDA device index, -1 on the CPU backend
 } MxEngineInfo;
 
 // Strings are owned by the engine.
 void mx_engine_info(const MxEngine *e, MxEngineInfo *info);
+
+// Memory of the engine's device now: in use (total - free, other processes included) and
+// total, in bytes; on the CPU backend, the host's. MX_ERR_DEVICE when it cannot be read.
+MxStatus mx_engine_device_memory(const MxEngine *e, size_t *used_bytes, size_t *total_bytes);
 
 #endif

@@ -117,14 +117,25 @@ int32_t sampler_sample(Sampler *s, const float *logits, const SamplingParams *p,
     return s->ids[n - 1]; // rounding left u at the very top
 }
 
+// log(sum(exp(logits))) in double, the normaliser of log_softmax; one formula for
+// sampler_top_logprobs and sampler_logprob, so a token's logprob and its top-k entry agree
+// bit for bit (clients compare them to tell a greedy token).
+static double log_partition(const float *logits, int v) {
+    float max = logits[argmax(logits, v)];
+    double sum = 0;
+    for (int i = 0; i < v; i++) sum += exp((double)logits[i] - max);
+    return max + log(sum);
+}
+
+float sampler_logprob(const Sampler *s, const float *logits, int32_t id) {
+    return (float)((double)logits[id] - log_partition(logits, s->vocab));
+}
+
 int sampler_top_logprobs(Sampler *s, const float *logits, int k, int32_t *ids, float *logprobs) {
     int v = s->vocab;
     if (k <= 0) return 0;
     if (k > v) k = v;
-    float max = logits[argmax(logits, v)];
-    double sum = 0;
-    for (int i = 0; i < v; i++) sum += exp((double)logits[i] - max);
-    double log_z = max + log(sum);
+    double log_z = log_partition(logits, v);
     for (int i = 0; i < v; i++) s->ids[i] = i;
     sort_top(logits, s->ids, v, k);
     for (int i = 0; i < k; i++) {

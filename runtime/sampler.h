@@ -44,5 +44,8 @@ int32_t sampler_sample(Sampler *s, const float *logits, const SamplingParams *p,
 // The k most likely ids of log_softmax(logits), most likely first (ties: lower id first),
 // with their natural-log probabilities. k is clamped to V; returns the count written.
 int sampler_top_logprobs(Sampler *s, const float *logits, int k, int32_t *ids, float *logprobs);
+// The natural-log probability of id (in [0, V)) under log_softmax(logits): the same value
+// sampler_top_logprobs reports for it.
+float sampler_logprob(const Sampler *s, const float *logits, int32_t id);
 
 #endif

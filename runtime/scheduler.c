@@ -86,12 +86,25 @@ static int kv_entries(const Scheduler *s, const Seq *q, int n_new) {
     return blocks_for_tokens(q->n_computed + n_new, s->cfg.block_size);
 }
 
+// Whether q's next chunk scores prompt tokens (a logits row per token).
+static bool scoring(const Seq *q) { return q->score_prompt && q->n_computed < q->n_prompt; }
+
+// A chunk of up to `chunk` tokens for q, cut to the step's scoring rows left when q scores
+// its prompt (<= 0: it cannot run this step).
+static int score_cap(const Scheduler *s, const Seq *q, int chunk) {
+    if (!scoring(q)) return chunk;
+    int left = s->cfg.max_score_rows - s->plan_score_rows;
+    return chunk < left ? chunk : left;
+}
+
 static void plan_add(Scheduler *s, Seq *q, int n_new) {
     MX_ASSERT(s->n_plan < s->cfg.max_seqs && n_new > 0);
     s->plan[s->n_plan++] = q;
     q->n_new = n_new;
+    q->n_score_rows = scoring(q) ? n_new : 0;
     s->plan_tokens += n_new;
     s->plan_kv_indices += kv_entries(s, q, n_new);
+    s->plan_score_rows += q->n_score_rows;
 }
 
 static void plan_remove(Scheduler *s, Seq *q) {
@@ -102,12 +115,13 @@ static void plan_remove(Scheduler *s, Seq *q) {
     s->n_plan--;
     s->plan_tokens -= q->n_new;
     s->plan_kv_indices -= kv_entries(s, q, q->n_new);
-    q->n_new = 0;
+    s->plan_score_rows -= q->n_score_rows;
+    q->n_new = q->n_score_rows = 0;
 }
 
 static void plan_clear(Scheduler *s) {
-    for (int i = 0; i < s->n_plan; i++) s->plan[i]->n_new = 0;
-    s->n_plan = s->plan_tokens = s->plan_kv_indices = 0;
+    for (int i = 0; i < s->n_plan; i++) s->plan[i]->n_new = s->plan[i]->n_score_rows = 0;
+    s->n_plan = s->plan_tokens = s->plan_kv_indices = s->plan_score_rows = 0;
 }
 
 // Whether a sequence with a context of ctx tokens still fits the step's block-table entries.
@@ -216,8 +230,8 @@ static MxStatus schedule_running(Scheduler *s, bool decodes) {
     for (Seq *q = s->running.head; q;) {
         int pending = q->n_tokens - q->n_computed, budget = s->cfg.max_batched_tokens - s->plan_tokens;
         if (budget <= 0) break;
-        int chunk = pending < budget ? pending : budget;
-        if (q->n_new == 0 && (pending == 1) == decodes && kv_room(s, q->n_computed + chunk)) {
+        int chunk = score_cap(s, q, pending < budget ? pending : budget);
+        if (chunk > 0 && q->n_new == 0 && (pending == 1) == decodes && kv_room(s, q->n_computed + chunk)) {
             bool gone;
             MxStatus st = reserve_or_preempt(s, q, q->n_computed + chunk, &gone);
             if (st) return st;
@@ -241,8 +255,9 @@ static MxStatus admit_waiting(Scheduler *s) {
         if (st) return st;
 
         // Full blocks of tokens[0 .. n_tokens - 1) already in the cache; the ids go into the
-        // table's spare capacity and count only once taken below.
-        int limit = s->cfg.prefix_cache ? (q->n_tokens - 1) / bs : 0, hits = 0, cached_hits = 0;
+        // table's spare capacity and count only once taken below. A scored prompt is
+        // computed in full: its logits rows are the point.
+        int limit = s->cfg.prefix_cache && !q->score_prompt ? (q->n_tokens - 1) / bs : 0, hits = 0, cached_hits = 0;
         uint64_t serial = 0;
         seq_hash_blocks(q, limit, bs);
         for (; hits < limit; hits++) {
@@ -253,7 +268,8 @@ static MxStatus admit_waiting(Scheduler *s) {
             serial = pool->serial[id];
         }
         int start = hits * bs, left = q->n_tokens - start;
-        int chunk = left < budget ? left : budget;
+        int chunk = score_cap(s, q, left < budget ? left : budget);
+        if (chunk <= 0) break;
         int new_blocks = blocks_for_tokens(start + chunk, bs) - hits;
         int headroom = s->running.n; // one block per running sequence stays free for growth
         if (new_blocks + cached_hits + headroom > block_pool_available(pool) || !kv_room(s, start + chunk)) break;
@@ -295,7 +311,7 @@ void sched_commit(Scheduler *s) {
         Seq *q = s->plan[i];
         q->n_computed += q->n_new;
         s->stats.tokens_computed += q->n_new;
-        q->n_new = 0;
+        q->n_new = q->n_score_rows = 0;
         if (!s->cfg.prefix_cache) continue;
         int full = q->n_computed / bs;
         seq_hash_blocks(q, full, bs);
@@ -305,7 +321,7 @@ void sched_commit(Scheduler *s) {
                                                   q->tokens + (size_t)b * bs);
         }
     }
-    s->n_plan = s->plan_tokens = s->plan_kv_indices = 0;
+    s->n_plan = s->plan_tokens = s->plan_kv_indices = s->plan_score_rows = 0;
 }
 
 void sched_check(const Scheduler *s) {

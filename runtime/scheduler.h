@@ -53,6 +53,10 @@ typedef struct Seq {
     uint64_t chain_serial; // prefix-cache serial of block n_registered - 1's content (0: none)
     int n_preemptions;
     int n_cached_prompt;  // tokens found in the prefix cache at its first admission
+    bool score_prompt;    // prompt scoring: while set, its prompt is computed (no prefix hits)
+                          // with a logits row for every token, in chunks within the step's
+                          // score_rows budget; the owner clears it once the prompt is computed
+    int n_score_rows;     // rows of this step's chunk taken from that budget
     SeqState state;
     struct Seq *prev, *next; // links in the waiting or running list
     void *user;           // the caller's request
@@ -63,6 +67,7 @@ typedef struct SchedConfig {
     int max_batched_tokens; // token budget of one step
     int max_seqs;           // running sequences at most (so also per step)
     int max_kv_indices;     // block-table entries one step may reference (0 = no limit)
+    int max_score_rows;     // logits rows one step may give to prompt-scoring chunks (0: none run)
     bool prefix_cache;
 } SchedConfig;
 
@@ -84,7 +89,7 @@ typedef struct Scheduler {
     BlockPool *pool;    // borrowed
     SeqList waiting, running;
     Seq **plan;         // [max_seqs] this step's sequences, in batch order
-    int n_plan, plan_tokens, plan_kv_indices;
+    int n_plan, plan_tokens, plan_kv_indices, plan_score_rows;
     SchedStats stats;
 } Scheduler;
 

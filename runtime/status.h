@@ -73,7 +73,12 @@
     X(MX_ERR_CONTEXT, "sequence longer than the model's context")                            \
     X(MX_ERR_TOKEN, "token id out of range")                                                 \
     X(MX_ERR_DEVICE, "no usable device of the kind asked for")                               \
-    X(MX_ERR_KV_TOO_SMALL, "request needs more KV-cache blocks than the whole pool has")
+    X(MX_ERR_KV_TOO_SMALL, "request needs more KV-cache blocks than the whole pool has")       \
+    /* tensor parallelism */                                                                  \
+    X(MX_ERR_TP_SPLIT, "the model cannot be split over this many tensor-parallel ranks")      \
+    X(MX_ERR_COMM, "communication between ranks failed or timed out")                        \
+    X(MX_ERR_RANK_MISMATCH, "ranks disagree on the model's config or weights")                 \
+    X(MX_FOLLOWER_DONE, "this process mirrored process 0's steps until it finished (mpirun)")
 
 typedef enum MxStatus {
 #define MX_STATUS_ENUM(name, text) name,

@@ -23,11 +23,15 @@ static int max_layer_index(const TensorSet *s) {
     return max;
 }
 
-// One checkpoint tensor that becomes (part of) a weight: its name and the shape the config implies.
+// One checkpoint tensor that becomes (part of) a weight: its name, the shape the config
+// implies, and the slice this rank reads (shard.h). `rule` names the sharding rule when it
+// differs from the name (a tied embedding read as the LM head).
 typedef struct Part {
     const char *name;
     int64_t rows, cols; // cols 0: a vector
     const StTensor *t;
+    const char *rule;
+    TensorSlice slice;
 } Part;
 
 static MxStatus find_part(const ModelWeights *w, Part *p) {
@@ -45,7 +49,22 @@ static MxStatus find_part(const ModelWeights *w, Part *p) {
         return mx_fail(MX_ERR_TENSOR_SHAPE, "%s is [%s], config implies [%lld]", p->name, got, (long long)p->rows);
     }
     p->t = t;
-    return MX_OK;
+    return shard_tensor(w->cfg, w->shard.tp, w->shard.rank, p->rule ? p->rule : p->name, p->rows, p->cols, &p->slice);
+}
+
+// Elements of a part's slice.
+static size_t slice_elems(const Part *p) {
+    return (size_t)p->slice.rows * (size_t)(p->cols > 0 ? p->slice.cols : 1);
+}
+
+// Whether the slice is one contiguous run of the stored tensor (whole rows).
+static bool slice_contiguous(const Part *p) {
+    return p->cols == 0 || (p->slice.col_first == 0 && p->slice.cols == p->cols);
+}
+
+// The slice's first element in the mapping.
+static const char *slice_start(const Part *p, size_t esize) {
+    return (const char *)p->t->data + (size_t)p->slice.row_first * (size_t)(p->cols > 0 ? p->cols : 1) * esize;
 }
 
 // dst[i] = src[i] converted from `from` to `to` (exact, or round-to-nearest-even).
@@ -62,9 +81,10 @@ static void convert(void *dst, DType to, const void *src, DType from, size_t n) 
     }
 }
 
-// The weight made of parts[0..n) stacked by rows. A single part already in the wanted
-// dtype and suitably aligned is used in place on a host-memory backend; anything else is
-// converted into one backend buffer.
+// The weight made of the slices of parts[0..n) stacked by rows. A single contiguous slice
+// already in the wanted dtype and suitably aligned is used in place on a host-memory
+// backend; anything else is converted (and gathered, for a column slice) into one backend
+// buffer.
 static MxStatus bind(ModelWeights *w, void *queue, Part *parts, int n, Weight *out) {
     for (int i = 0; i < n; i++) {
         MxStatus st = find_part(w, &parts[i]);
@@ -78,13 +98,15 @@ static MxStatus bind(ModelWeights *w, void *queue, Part *parts, int n, Weight *o
     out->dtype = want;
 
     uint64_t elems = 0;
-    for (int i = 0; i < n; i++) elems += parts[i].t->nbytes / dtype_size((DType)st_dtype_to_dtype(parts[i].t->dtype));
+    for (int i = 0; i < n; i++) elems += slice_elems(&parts[i]);
     size_t bytes = (size_t)elems * dtype_size(want);
     w->bytes += bytes;
     // The format does not promise aligned data offsets: an unaligned tensor is copied even
     // on a host-memory backend, so the ops may read it as float / uint16_t.
-    if (n == 1 && ops->host_memory && want == first && (uintptr_t)parts[0].t->data % dtype_size(want) == 0) {
-        out->data = parts[0].t->data;
+    const char *in_place = slice_start(&parts[0], dtype_size(first));
+    if (n == 1 && ops->host_memory && want == first && slice_contiguous(&parts[0]) &&
+        (uintptr_t)in_place % dtype_size(want) == 0) {
+        out->data = in_place;
         return MX_OK;
     }
     char *buf = ops->alloc(bytes);
@@ -93,19 +115,36 @@ static MxStatus bind(ModelWeights *w, void *queue, Part *parts, int n, Weight *o
     out->data = buf;
     size_t offset = 0;
     for (int i = 0; i < n; i++) {
-        const StTensor *t = parts[i].t;
-        DType from = (DType)st_dtype_to_dtype(t->dtype);
-        size_t count = t->nbytes / dtype_size(from), part_bytes = count * dtype_size(want);
-        const void *src = t->data;
+        const Part *p = &parts[i];
+        DType from = (DType)st_dtype_to_dtype(p->t->dtype);
+        size_t esize = dtype_size(from), count = slice_elems(p), part_bytes = count * dtype_size(want);
+        const char *src = slice_start(p, esize);
         void *staged = NULL;
-        if (from != want || (uintptr_t)src % dtype_size(from) != 0) {
-            if (!(staged = mx_malloc(part_bytes))) return mx_fail(MX_ERR_NOMEM, "staging %s", parts[i].name);
+        if (!slice_contiguous(p)) { // gather this rank's columns of every row, then convert
+            size_t row_bytes = (size_t)p->slice.cols * esize, stride = (size_t)p->cols * esize;
+            char *gathered = mx_malloc(count * esize);
+            if (!gathered) return mx_fail(MX_ERR_NOMEM, "staging %s", p->name);
+            for (int64_t r = 0; r < p->slice.rows; r++)
+                memcpy(gathered + (size_t)r * row_bytes, src + (size_t)r * stride + (size_t)p->slice.col_first * esize,
+                       row_bytes);
+            staged = gathered;
+            if (from != want) {
+                if (!(staged = mx_malloc(part_bytes))) {
+                    mx_free(gathered);
+                    return mx_fail(MX_ERR_NOMEM, "staging %s", p->name);
+                }
+                convert(staged, want, gathered, from, count);
+                mx_free(gathered);
+            }
+            src = staged;
+        } else if (from != want || (uintptr_t)src % esize != 0) {
+            if (!(staged = mx_malloc(part_bytes))) return mx_fail(MX_ERR_NOMEM, "staging %s", p->name);
             convert(staged, want, src, from, count);
             src = staged;
         }
         int rc = ops->upload(buf + offset, src, part_bytes, queue);
         mx_free(staged); // upload's source is reusable when it returns (kernels.h)
-        if (rc != OPS_OK) return mx_fail(MX_ERR_OPS, "uploading %s", parts[i].name);
+        if (rc != OPS_OK) return mx_fail(MX_ERR_OPS, "uploading %s", p->name);
         offset += part_bytes;
     }
     return MX_OK;
@@ -122,12 +161,13 @@ static MxStatus bind_layer(ModelWeights *w, const ModelConfig *c, void *queue, i
     };
     char names[9][128];
     for (int i = 0; i < 9; i++) snprintf(names[i], sizeof names[i], "model.layers.%d.%s", l, suffix[i]);
-    Part attn_norm[] = {{names[0], d, 0, NULL}};
-    Part qkv[] = {{names[1], q, d, NULL}, {names[2], kv, d, NULL}, {names[3], kv, d, NULL}};
-    Part o[] = {{names[4], d, q, NULL}};
-    Part mlp_norm[] = {{names[5], d, 0, NULL}};
-    Part gate_up[] = {{names[6], in, d, NULL}, {names[7], in, d, NULL}};
-    Part down[] = {{names[8], d, in, NULL}};
+    Part attn_norm[] = {{.name = names[0], .rows = d}};
+    Part qkv[] = {{.name = names[1], .rows = q, .cols = d}, {.name = names[2], .rows = kv, .cols = d},
+                  {.name = names[3], .rows = kv, .cols = d}};
+    Part o[] = {{.name = names[4], .rows = d, .cols = q}};
+    Part mlp_norm[] = {{.name = names[5], .rows = d}};
+    Part gate_up[] = {{.name = names[6], .rows = in, .cols = d}, {.name = names[7], .rows = in, .cols = d}};
+    Part down[] = {{.name = names[8], .rows = d, .cols = in}};
     MxStatus st;
     if ((st = bind(w, queue, attn_norm, 1, &lw->attn_norm)) || (st = bind(w, queue, qkv, 3, &lw->wqkv)) ||
         (st = bind(w, queue, o, 1, &lw->wo)) || (st = bind(w, queue, mlp_norm, 1, &lw->mlp_norm)) ||
@@ -136,7 +176,28 @@ static MxStatus bind_layer(ModelWeights *w, const ModelConfig *c, void *queue, i
     return MX_OK;
 }
 
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)data)[i]) * 0x100000001b3ull;
+    return h;
+}
+
+// Names, dtypes, shapes and up to 64 leading bytes of every tensor: cheap, and enough to tell
+// two different checkpoints (or versions) apart.
+static uint64_t checkpoint_fingerprint(const TensorSet *s) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int f = 0; f < s->n_files; f++)
+        for (int i = 0; i < s->files[f].n_tensors; i++) {
+            const StTensor *t = &s->files[f].tensors[i];
+            h = fnv1a(h, t->name, strlen(t->name) + 1);
+            h = fnv1a(h, &t->dtype, sizeof t->dtype);
+            h = fnv1a(h, t->shape, sizeof t->shape[0] * (size_t)t->rank);
+            h = fnv1a(h, t->data, t->nbytes < 64 ? (size_t)t->nbytes : 64);
+        }
+    return h;
+}
+
 static MxStatus bind_all(ModelWeights *w, const ModelConfig *c, void *queue, void (*progress)(int, int)) {
+    w->fingerprint = checkpoint_fingerprint(&w->files);
     const StTensor *emb = tensor_set_find(&w->files, "model.embed_tokens.weight");
     if (emb && emb->rank == 2 && emb->shape[0] != c->vocab_size)
         return mx_fail(MX_ERR_VOCAB_MISMATCH, "vocab_size %d, model.embed_tokens.weight has %lld rows", c->vocab_size,
@@ -145,27 +206,31 @@ static MxStatus bind_all(ModelWeights *w, const ModelConfig *c, void *queue, voi
     if (layers != c->n_layers)
         return mx_fail(MX_ERR_LAYER_MISMATCH, "num_hidden_layers %d, the weights have %d layers", c->n_layers, layers);
 
-    Part embed[] = {{"model.embed_tokens.weight", c->vocab_size, c->hidden_size, NULL}};
+    Part embed[] = {{.name = "model.embed_tokens.weight", .rows = c->vocab_size, .cols = c->hidden_size}};
     MxStatus st = bind(w, queue, embed, 1, &w->embed);
     for (int l = 0; l < c->n_layers && !st; l++) {
         st = bind_layer(w, c, queue, l);
         if (!st && progress) progress(l + 1, c->n_layers);
     }
-    Part norm[] = {{"model.norm.weight", c->hidden_size, 0, NULL}};
+    Part norm[] = {{.name = "model.norm.weight", .rows = c->hidden_size}};
     if (!st) st = bind(w, queue, norm, 1, &w->final_norm);
     if (st) return st;
-    if (c->tie_word_embeddings) {
+    if (c->tie_word_embeddings && w->shard.tp == 1) {
         w->lm_head = w->embed;
         return MX_OK;
     }
-    Part head[] = {{"lm_head.weight", c->vocab_size, c->hidden_size, NULL}};
+    // Split by vocab; a tied head is this rank's rows of the embedding.
+    Part head[] = {{.name = c->tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight",
+                    .rows = c->vocab_size, .cols = c->hidden_size, .rule = "lm_head.weight"}};
     return bind(w, queue, head, 1, &w->lm_head);
 }
 
-MxStatus weights_load(const char *dir, const ModelConfig *cfg, const Ops *ops, void *queue,
+MxStatus weights_load(const char *dir, const ModelConfig *cfg, const ShardLayout *shard, const Ops *ops, void *queue,
                       void (*progress)(int done, int total), ModelWeights *out) {
     memset(out, 0, sizeof *out);
     out->ops = ops;
+    out->cfg = cfg;
+    out->shard = *shard;
     MxStatus st = tensor_set_open(dir, &out->files);
     if (st) return st;
     out->layers = mx_calloc((size_t)cfg->n_layers, sizeof *out->layers);
@@ -197,9 +262,12 @@ static MxStatus dummy(ModelWeights *w, void *queue, size_t n, uint64_t seed, flo
     return MX_OK;
 }
 
-MxStatus weights_init_dummy(const ModelConfig *c, const Ops *ops, void *queue, uint64_t seed, ModelWeights *out) {
+MxStatus weights_init_dummy(const ModelConfig *c, const ShardLayout *sh, const Ops *ops, void *queue, uint64_t seed,
+                            ModelWeights *out) {
     memset(out, 0, sizeof *out);
     out->ops = ops;
+    out->cfg = c;
+    out->shard = *sh;
     out->layers = mx_calloc((size_t)c->n_layers, sizeof *out->layers);
     out->owned = mx_calloc((size_t)c->n_layers * 6 + 3, sizeof *out->owned);
     if (!out->layers || !out->owned) {
@@ -207,9 +275,10 @@ MxStatus weights_init_dummy(const ModelConfig *c, const Ops *ops, void *queue, u
         return mx_fail(MX_ERR_NOMEM, "weight tables");
     }
     const float a = 0.02f * 1.7320508f; // uniform on [-a, a] has std 0.02
-    size_t d = (size_t)c->hidden_size, in = (size_t)c->intermediate_size, v = (size_t)c->vocab_size;
-    size_t qkv = ((size_t)c->n_heads + 2 * (size_t)c->n_kv_heads) * (size_t)c->head_dim;
-    size_t qd = (size_t)c->n_heads * (size_t)c->head_dim;
+    // This rank's shapes (shard.h); the embedding is whole, the LM head its vocab rows.
+    size_t d = (size_t)c->hidden_size, in = (size_t)sh->intermediate, v = (size_t)c->vocab_size;
+    size_t qkv = ((size_t)sh->n_heads + 2 * (size_t)sh->n_kv_heads) * (size_t)c->head_dim;
+    size_t qd = (size_t)sh->n_heads * (size_t)c->head_dim, v_local = (size_t)sh->vocab_len;
     MxStatus st = dummy(out, queue, v * d, seed, -a, a, &out->embed);
     for (int l = 0; l < c->n_layers && !st; l++) {
         LayerWeights *lw = &out->layers[l];
@@ -222,8 +291,8 @@ MxStatus weights_init_dummy(const ModelConfig *c, const Ops *ops, void *queue, u
     }
     if (!st) st = dummy(out, queue, d, seed + 2, 1, 1, &out->final_norm);
     if (!st) {
-        if (c->tie_word_embeddings) out->lm_head = out->embed;
-        else st = dummy(out, queue, v * d, seed + 3, -a, a, &out->lm_head);
+        if (c->tie_word_embeddings && sh->tp == 1) out->lm_head = out->embed;
+        else st = dummy(out, queue, v_local * d, seed + 3, -a, a, &out->lm_head);
     }
     if (!st && ops->sync(queue) != OPS_OK) st = mx_fail(MX_ERR_OPS, "filling dummy weights");
     if (st) weights_free(out);

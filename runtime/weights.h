@@ -12,6 +12,7 @@
 #include "../kernels/kernels.h"
 #include "model_config.h"
 #include "safetensors.h"
+#include "shard.h"
 
 typedef struct Weight {
     const void *data; // backend memory
@@ -31,23 +32,29 @@ typedef struct ModelWeights {
     Weight embed;          // [V, D]
     LayerWeights *layers;  // [n_layers]
     Weight final_norm;     // [D]
-    Weight lm_head;        // [V, D]; the embedding when tie_word_embeddings
+    Weight lm_head;        // [V_local, D] this rank's vocab rows; the embedding when tied and tp 1
     TensorSet files;       // the mapped checkpoint
+    const ModelConfig *cfg;
+    ShardLayout shard;     // which slice of each tensor this rank holds
     const Ops *ops;
     void **owned;          // backend buffers to free (copies; host-memory backends copy only unaligned tensors)
     int n_owned;
     uint64_t bytes;        // weight bytes as loaded (in backend memory or mapped)
+    uint64_t fingerprint;  // hash of the checkpoint's tensor table and each tensor's first
+                           // bytes: processes of one model compare it (cluster.h)
 } ModelWeights;
 
-// Opens DIR's safetensors files and binds every tensor the architecture needs. Errors:
+// Opens DIR's safetensors files and binds this rank's slice (shard) of every tensor the
+// architecture needs, reading no other part of the files (cfg is read during the load). Errors:
 // the tensor_set_open codes, MX_ERR_TENSOR_MISSING / _SHAPE / _DTYPE naming the tensor,
 // MX_ERR_VOCAB_MISMATCH, MX_ERR_LAYER_MISMATCH, MX_ERR_NOMEM. On error nothing is leaked.
 // progress, when not NULL, is called after each layer with (layers done, layers total).
-MxStatus weights_load(const char *dir, const ModelConfig *cfg, const Ops *ops, void *queue,
+MxStatus weights_load(const char *dir, const ModelConfig *cfg, const ShardLayout *shard, const Ops *ops, void *queue,
                       void (*progress)(int done, int total), ModelWeights *out);
 // Dummy weights of cfg's shapes made in backend memory by Ops.fill (nothing read from disk,
 // no host copy): matrices uniform with std 0.02, norm weights 1. bf16 on every backend.
-MxStatus weights_init_dummy(const ModelConfig *cfg, const Ops *ops, void *queue, uint64_t seed, ModelWeights *out);
+MxStatus weights_init_dummy(const ModelConfig *cfg, const ShardLayout *shard, const Ops *ops, void *queue, uint64_t seed,
+                            ModelWeights *out);
 
 void weights_free(ModelWeights *w);
 

@@ -401,6 +401,7 @@ int cmd_generate(int argc, char **argv) {
     }
     if (st == MX_OK) st = run(e, &f, jobs, n_jobs, load_s, f.chat ? chat_family_name(family) : NULL);
     rc = 0;
+    if (st == MX_FOLLOWER_DONE) st = MX_OK; // mpirun: this process served process 0's steps
     if (st != MX_OK) {
         fprintf(stderr, "myrmex generate: error: %s\n", mx_last_error());
         rc = 1;

@@ -8,7 +8,8 @@
 void engine_args_init(EngineArgs *a) {
     MxEngineOptions d = mx_engine_options_default();
     *a = (EngineArgs){.block_size = d.block_size, .max_batched_tokens = d.max_batched_tokens, .max_seqs = d.max_seqs,
-                      .kv_blocks = INT_MIN, .kv_fraction = NAN, .prefix_cache = "on"};
+                      .kv_blocks = INT_MIN, .kv_fraction = NAN, .prefix_cache = "on", .tp = d.tp, .comm = d.comm,
+                      .comm_timeout = d.comm_timeout_s};
 }
 
 int engine_args_specs(EngineArgs *a, ArgSpec *out) {
@@ -22,6 +23,12 @@ int engine_args_specs(EngineArgs *a, ArgSpec *out) {
         {"--block-size", ARG_INT, &a->block_size, "N", "tokens per KV block (default 16)"},
         {"--prefix-cache", ARG_STRING, &a->prefix_cache, "on|off",
          "reuse the KV blocks of prompt prefixes shared between requests (default on)"},
+        {"--tp", ARG_INT, &a->tp, "N", "split the model over N tensor-parallel ranks (default 1)"},
+        {"--comm", ARG_STRING, &a->comm, "auto|threads|loopback|nccl",
+         "how the ranks talk: threads (CPU), loopback (all ranks on one GPU), nccl (a GPU per rank); "
+         "auto picks (default)"},
+        {"--comm-timeout", ARG_DOUBLE, &a->comm_timeout, "SECONDS",
+         "longest wait for another rank before the run fails instead of hanging (default 60)"},
     };
     memcpy(out, specs, sizeof specs);
     return ENGINE_ARG_COUNT;
@@ -38,6 +45,10 @@ const char *engine_args_apply(const EngineArgs *a, MxEngineOptions *o) {
     if (blocks && a->kv_blocks < 1) return "--kv-blocks must be >= 1";
     if (blocks && fraction) return "give --kv-blocks or --kv-fraction, not both";
     if (fraction && !(a->kv_fraction > 0 && a->kv_fraction <= 1)) return "--kv-fraction must be in (0, 1]";
+    if (a->tp < 1 || a->tp > 64) return "--tp must be in [1, 64]";
+    if (strcmp(a->comm, "auto") && strcmp(a->comm, "threads") && strcmp(a->comm, "loopback") && strcmp(a->comm, "nccl"))
+        return "--comm must be auto, threads, loopback or nccl";
+    if (!(a->comm_timeout > 0 && a->comm_timeout <= 86400)) return "--comm-timeout must be in (0, 86400] seconds";
     bool on = strcmp(a->prefix_cache, "on") == 0;
     if (!on && strcmp(a->prefix_cache, "off") != 0) return "--prefix-cache must be on or off";
     o->block_size = a->block_size;
@@ -49,5 +60,8 @@ const char *engine_args_apply(const EngineArgs *a, MxEngineOptions *o) {
         o->kv_fraction = a->kv_fraction;
     }
     o->prefix_cache = on;
+    o->tp = a->tp;
+    o->comm = a->comm;
+    o->comm_timeout_s = a->comm_timeout;
     return NULL;
 }

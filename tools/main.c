@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../runtime/cluster.h"
 #include "args.h"
 #include "commands.h"
 
@@ -23,6 +24,9 @@ static const Command commands[] = {
     {"make-model", cmd_make_model, "write a small random model in Hugging Face format"},
     {"inspect", cmd_inspect, "show a model directory's config, tensors and memory plan"},
     {"tokenize", cmd_tokenize, "text to token ids and back with a model's tokenizer"},
+    {"bench", cmd_bench, "latency, throughput and energy per token over a batch x length sweep"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server (completions, chat, streaming, metrics)"},
+    {"bench-serve", cmd_bench_serve, "load generator for an OpenAI-compatible server (TTFT, ITL, goodput)"},
     {"version", cmd_version, "print the version and build options"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof *commands))
@@ -47,7 +51,12 @@ static int cmd_version(int argc, char **argv) {
 #else
     const char *cc = "gcc";
 #endif
-    printf("myrmex %s (CUDA backend %s, built with %s %s)\n", MYRMEX_VERSION, cuda, cc, __VERSION__);
+#ifdef MYRMEX_HAVE_MPI
+    const char *mpi = "on";
+#else
+    const char *mpi = "off";
+#endif
+    printf("myrmex %s (CUDA backend %s, MPI %s, built with %s %s)\n", MYRMEX_VERSION, cuda, mpi, cc, __VERSION__);
     return 0;
 }
 
@@ -86,9 +95,16 @@ int main(int argc, char **argv) {
     if (strcmp(name, "--version") == 0) name = "version";
     const Command *c = find_command(name);
     if (!c) return unknown_command(name);
+    // Under mpirun every process runs the same command; the engine makes processes other
+    // than 0 mirror process 0's steps (cluster.h), and they exit when it finishes.
+    if (cluster_init() != MX_OK) {
+        fprintf(stderr, "myrmex: %s\n", mx_last_error());
+        return 1;
+    }
     char *saved = argv[1];
     argv[1] = (char *)c->name;
     int rc = c->run(argc - 1, argv + 1);
     argv[1] = saved;
+    cluster_finalize(rc != 0);
     return rc;
 }

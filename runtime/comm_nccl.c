@@ -1,0 +1,234 @@
+// comm.h over NCCL: one GPU per rank, the ranks' communicators created non-blocking, and
+// every host-side wait a poll of the stream and ncclCommGetAsyncError bounded by the
+// timeout. On an error or a timeout the rank aborts its communicator and flags the group,
+// which fails every other local rank's next call. Built only with NCCL (MYRMEX_HAVE_NCCL).
+#include "comm.h"
+
+#if MYRMEX_HAVE_NCCL
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "ops_cuda.h"
+
+typedef struct NcclGroup {
+    atomic_bool aborted; // set by the first rank that fails; the others fail at their next call
+    atomic_int refs;
+} NcclGroup;
+
+typedef struct NcclComm {
+    Comm base;
+    NcclGroup *g;
+    ncclComm_t nc;
+    float *scratch;      // rank 0: the other ranks' logits slices [size, rows, stride]
+    size_t scratch_floats;
+} NcclComm;
+
+static NcclComm *nccl_of(Comm *c) { return (NcclComm *)c; }
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void nccl_abort(Comm *c, const char *why) {
+    NcclComm *n = nccl_of(c);
+    atomic_store(&n->g->aborted, true);
+    if (n->nc) {
+        ncclCommAbort(n->nc);
+        n->nc = NULL;
+        fprintf(stderr, "myrmex: rank %d aborted its NCCL communicator: %s\n", c->rank, why);
+    }
+}
+
+static MxStatus fail(Comm *c, const char *fmt_what, const char *detail) {
+    char why[192];
+    snprintf(why, sizeof why, "rank %d: %s (%s)", c->rank, fmt_what, detail);
+    nccl_abort(c, why);
+    return mx_fail(MX_ERR_COMM, "%s", why);
+}
+
+// Polls until the communicator has no operation in progress, or fails.
+static MxStatus settle(Comm *c, ncclResult_t rc, const char *what) {
+    NcclComm *n = nccl_of(c);
+    double deadline = now_s() + c->timeout_s;
+    while (rc == ncclInProgress) {
+        if (atomic_load(&n->g->aborted)) return fail(c, what, "another rank failed");
+        if (now_s() > deadline) return fail(c, what, "timed out");
+        usleep(20);
+        ncclCommGetAsyncError(n->nc, &rc);
+    }
+    return rc == ncclSuccess ? MX_OK : fail(c, what, ncclGetErrorString(rc));
+}
+
+static MxStatus live(Comm *c) {
+    NcclComm *n = nccl_of(c);
+    if (!n->nc || atomic_load(&n->g->aborted)) {
+        if (n->nc) nccl_abort(c, "another rank failed");
+        return mx_fail(MX_ERR_COMM, "rank %d: the tensor-parallel group was aborted", c->rank);
+    }
+    return MX_OK;
+}
+
+static ncclDataType_t nccl_type(DType t) {
+    return t == DT_BF16 ? ncclBfloat16 : t == DT_F16 ? ncclFloat16 : ncclFloat32;
+}
+
+static MxStatus nccl_all_reduce(Comm *c, void *buf, size_t count, DType dtype, void *queue) {
+    MxStatus st = live(c);
+    if (st) return st;
+    cudaStream_t s = (cudaStream_t)ops_cuda_stream(queue);
+    return settle(c, ncclAllReduce(buf, buf, count, nccl_type(dtype), ncclSum, nccl_of(c)->nc, s), "all-reduce");
+}
+
+// Rank r != 0 sends its slice; rank 0 receives each into scratch, then places every slice
+// in the columns it owns of the full rows.
+static MxStatus nccl_gather_vocab(Comm *c, const float *local, float *full, int rows, int vocab, int stride,
+                                  void *queue) {
+    NcclComm *n = nccl_of(c);
+    MxStatus st = live(c);
+    if (st) return st;
+    cudaStream_t s = (cudaStream_t)ops_cuda_stream(queue);
+    size_t slice = (size_t)rows * (size_t)stride;
+    if (c->rank == 0 && n->scratch_floats < slice * (size_t)c->size) {
+        cudaFree(n->scratch);
+        n->scratch = NULL;
+        n->scratch_floats = 0;
+        if (cudaMalloc((void **)&n->scratch, slice * (size_t)c->size * sizeof(float)) != cudaSuccess)
+            return fail(c, "logits gather", "out of device memory for its scratch");
+        n->scratch_floats = slice * (size_t)c->size;
+    }
+    ncclResult_t rc = ncclGroupStart();
+    for (int r = 1; r < c->size && rc == ncclSuccess; r++) {
+        int len = r == c->size - 1 ? vocab - r * stride : stride;
+        if (c->rank == 0) rc = ncclRecv(n->scratch + (size_t)r * slice, (size_t)rows * (size_t)len, ncclFloat32, r, n->nc, s);
+        else if (c->rank == r) rc = ncclSend(local, (size_t)rows * (size_t)len, ncclFloat32, 0, n->nc, s);
+    }
+    ncclResult_t end = ncclGroupEnd();
+    if ((st = settle(c, rc != ncclSuccess ? rc : end, "logits gather"))) return st;
+    if (c->rank != 0) return MX_OK;
+    for (int r = 0; r < c->size; r++) {
+        int len = r == c->size - 1 ? vocab - r * stride : stride;
+        const float *src = r == 0 ? local : n->scratch + (size_t)r * slice;
+        if (c->ops->copy_2d(full + (size_t)r * (size_t)stride, (size_t)vocab * sizeof(float), src,
+                            (size_t)len * sizeof(float), (size_t)len * sizeof(float), (size_t)rows, queue) != OPS_OK)
+            return fail(c, "logits gather", "a device copy failed");
+    }
+    return MX_OK;
+}
+
+static MxStatus nccl_wait(Comm *c, void *queue) {
+    NcclComm *n = nccl_of(c);
+    MxStatus st = live(c);
+    if (st || !queue) return st;
+    cudaStream_t s = (cudaStream_t)ops_cuda_stream(queue);
+    double deadline = now_s() + c->timeout_s;
+    for (;;) {
+        cudaError_t e = cudaStreamQuery(s);
+        if (e == cudaSuccess) return MX_OK;
+        if (e != cudaErrorNotReady) return fail(c, "waiting for the step", cudaGetErrorString(e));
+        ncclResult_t rc = ncclSuccess;
+        ncclCommGetAsyncError(n->nc, &rc);
+        if (rc != ncclSuccess && rc != ncclInProgress) return fail(c, "waiting for the step", ncclGetErrorString(rc));
+        if (atomic_load(&n->g->aborted)) return fail(c, "waiting for the step", "another rank failed");
+        if (now_s() > deadline) return fail(c, "waiting for the step", "timed out");
+        usleep(20);
+    }
+}
+
+static void nccl_destroy(Comm *c) {
+    NcclComm *n = nccl_of(c);
+    if (n->nc) ncclCommDestroy(n->nc);
+    cudaFree(n->scratch);
+    if (atomic_fetch_sub(&n->g->refs, 1) == 1) mx_free(n->g);
+    mx_free(n);
+}
+
+static const CommImpl nccl_impl = {
+    .name = "nccl",
+    .all_reduce = nccl_all_reduce,
+    .gather_vocab = nccl_gather_vocab,
+    .wait = nccl_wait,
+    .abort = nccl_abort,
+    .destroy = nccl_destroy,
+};
+
+bool comm_nccl_available(void) { return true; }
+
+MxStatus comm_nccl_create(int size, const int *devices, double timeout_s, Comm **comms) {
+    if (size < 1 || size > SHARD_MAX_TP || !(timeout_s > 0)) return mx_fail(MX_ERR_ARG, "NCCL group of %d ranks", size);
+    ncclUniqueId id;
+    if (ncclGetUniqueId(&id) != ncclSuccess) return mx_fail(MX_ERR_COMM, "ncclGetUniqueId failed");
+    NcclGroup *g = mx_calloc(1, sizeof *g);
+    NcclComm **n = mx_calloc((size_t)size, sizeof *n);
+    if (!g || !n) {
+        mx_free(g);
+        mx_free(n);
+        return mx_fail(MX_ERR_NOMEM, "NCCL group");
+    }
+    atomic_init(&g->refs, size);
+    MxStatus st = MX_OK;
+    for (int r = 0; r < size; r++) {
+        if (!(n[r] = mx_calloc(1, sizeof **n))) st = mx_fail(MX_ERR_NOMEM, "NCCL group");
+        else n[r]->base = (Comm){.impl = &nccl_impl, .rank = r, .size = size, .ops = &ops_cuda, .timeout_s = timeout_s};
+        if (n[r]) n[r]->g = g;
+    }
+    // Non-blocking init of every local rank in one group call, then a bounded poll of each.
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    ncclResult_t rc = st ? ncclInternalError : ncclGroupStart();
+    for (int r = 0; r < size && rc == ncclSuccess; r++) {
+        cudaSetDevice(devices[r]);
+        rc = ncclCommInitRankConfig(&n[r]->nc, size, id, r, &config);
+        if (rc == ncclInProgress) rc = ncclSuccess;
+    }
+    if (!st) {
+        ncclResult_t end = ncclGroupEnd();
+        if (rc == ncclSuccess && end != ncclInProgress) rc = end;
+    }
+    for (int r = 0; r < size && !st; r++) {
+        cudaSetDevice(devices[r]);
+        ncclResult_t state = ncclInProgress;
+        double deadline = now_s() + timeout_s;
+        while (rc == ncclSuccess && n[r]->nc && ncclCommGetAsyncError(n[r]->nc, &state) == ncclSuccess &&
+               state == ncclInProgress && now_s() < deadline)
+            usleep(100);
+        if (rc != ncclSuccess || state != ncclSuccess)
+            st = mx_fail(MX_ERR_COMM, "creating the NCCL communicator of rank %d on cuda:%d: %s", r, devices[r],
+                         rc != ncclSuccess ? ncclGetErrorString(rc)
+                         : state == ncclInProgress ? "timed out" : ncclGetErrorString(state));
+    }
+    if (devices[0] >= 0) cudaSetDevice(devices[0]);
+    for (int r = 0; r < size; r++) {
+        if (st && n[r] && n[r]->nc) {
+            ncclCommAbort(n[r]->nc);
+            n[r]->nc = NULL;
+        }
+        comms[r] = n[r] ? &n[r]->base : NULL;
+        if (n[r]) comm_fault_init(&n[r]->base);
+    }
+    if (st) {
+        for (int r = 0; r < size; r++) mx_free(n[r]);
+        mx_free(g);
+        for (int r = 0; r < size; r++) comms[r] = NULL;
+    }
+    mx_free(n);
+    return st;
+}
+
+#else // no NCCL in this build
+
+bool comm_nccl_available(void) { return false; }
+
+MxStatus comm_nccl_create(int size, const int *devices, double timeout_s, Comm **comms) {
+    (void)size, (void)devices, (void)timeout_s, (void)comms;
+    return mx_fail(MX_ERR_DEVICE, "this build has no NCCL (it needs the CUDA backend and libnccl)");
+}
+
+#endif

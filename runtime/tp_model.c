@@ -1,0 +1,299 @@
+// Tensor-parallel ranks of one model (see tp_model.h).
+#include "tp_model.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "cluster.h"
+
+TpOptions tp_options_default(void) { return (TpOptions){.tp = 1, .comm = "auto", .timeout_s = 60.0}; }
+
+// ---- the rank threads ----------------------------------------------------------------------
+
+typedef struct Worker {
+    TpModel *t;
+    int rank;
+} Worker;
+
+// Records a rank's result for the caller (mx_last_error is per thread).
+static void record(TpModel *t, int rank, MxStatus st) {
+    t->status[rank] = st;
+    snprintf(t->error[rank], sizeof t->error[rank], "%s", st ? mx_last_error() : "");
+}
+
+static void *worker_main(void *arg) {
+    Worker *w = arg;
+    TpModel *t = w->t;
+    Model *m = &t->ranks[w->rank];
+    MxStatus bound = backend_bind_thread(&m->backend);
+    unsigned long seen = 0;
+    pthread_mutex_lock(&t->mu);
+    for (;;) {
+        while (t->job == seen && !t->quit) pthread_cond_wait(&t->wake, &t->mu);
+        if (t->quit) break;
+        seen = t->job;
+        const Batch *b = t->batch;
+        pthread_mutex_unlock(&t->mu);
+        MxStatus st = bound ? bound : model_forward(m, b, NULL);
+        if (st && st != MX_ERR_COMM) comm_abort(m->comm, "a rank's step failed");
+        pthread_mutex_lock(&t->mu);
+        record(t, w->rank, st);
+        if (++t->n_done == t->n_threads) pthread_cond_signal(&t->done);
+    }
+    pthread_mutex_unlock(&t->mu);
+    mx_free(w);
+    return NULL;
+}
+
+static MxStatus start_threads(TpModel *t) {
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->wake, NULL);
+    pthread_cond_init(&t->done, NULL);
+    t->threads = mx_calloc((size_t)t->tp, sizeof *t->threads);
+    if (!t->threads) return mx_fail(MX_ERR_NOMEM, "rank threads");
+    for (int r = 1; r < t->tp; r++) {
+        Worker *w = mx_malloc(sizeof *w);
+        if (!w) return mx_fail(MX_ERR_NOMEM, "rank threads");
+        *w = (Worker){t, r};
+        if (pthread_create(&t->threads[r - 1], NULL, worker_main, w) != 0) {
+            mx_free(w);
+            return mx_fail(MX_ERR_NOMEM, "starting the thread of rank %d", r);
+        }
+        t->n_threads++;
+    }
+    return MX_OK;
+}
+
+// ---- loading -------------------------------------------------------------------------------
+
+// The comm to use: the named one, or for "auto" NCCL when every rank can have its own GPU,
+// loopback on one GPU otherwise, threads on the CPU.
+static MxStatus choose_comm(const Backend *b, const TpOptions *o, const char **out) {
+    bool cuda = b->device >= 0;
+    const char *c = o->comm ? o->comm : "auto";
+    if (strcmp(c, "auto") == 0) {
+        if (!cuda) c = "threads";
+        else if (comm_nccl_available() && b->device + o->tp <= backend_cuda_device_count()) c = "nccl";
+        else c = "loopback";
+    }
+    if (strcmp(c, "threads") == 0 && cuda) return mx_fail(MX_ERR_ARG, "--comm threads is for the CPU backend; on a GPU use loopback or nccl");
+    if ((strcmp(c, "loopback") == 0 || strcmp(c, "nccl") == 0) && !cuda)
+        return mx_fail(MX_ERR_ARG, "--comm %s needs the CUDA backend", c);
+    if (strcmp(c, "threads") && strcmp(c, "loopback") && strcmp(c, "nccl"))
+        return mx_fail(MX_ERR_ARG, "unknown --comm '%s' (expected auto, threads, loopback or nccl)", c);
+    if (strcmp(c, "nccl") == 0) {
+        if (!comm_nccl_available()) return mx_fail(MX_ERR_ARG, "--comm nccl: this build has no NCCL");
+        int n = backend_cuda_device_count();
+        if (b->device + o->tp > n)
+            return mx_fail(MX_ERR_DEVICE, "--tp %d over NCCL from cuda:%d needs %d GPUs; %d found (--comm loopback runs "
+                           "the ranks on one GPU)", o->tp, b->device, b->device + o->tp, n);
+    }
+    if (strcmp(c, "nccl") && o->tp > OPS_MAX_RANKS)
+        return mx_fail(MX_ERR_ARG, "--comm %s supports up to %d ranks", c, OPS_MAX_RANKS);
+    *out = c;
+    return MX_OK;
+}
+
+static MxStatus alloc_tables(TpModel *t) {
+    size_t n = (size_t)t->n_local;
+    t->ranks = mx_calloc(n, sizeof *t->ranks);
+    t->comms = mx_calloc(n, sizeof *t->comms);
+    t->status = mx_calloc(n, sizeof *t->status);
+    t->error = mx_calloc(n, sizeof *t->error);
+    if (t->ranks && t->comms && t->status && t->error) return MX_OK;
+    tp_model_free(t);
+    return mx_fail(MX_ERR_NOMEM, "rank tables");
+}
+
+// A hash of what every process must agree on: the config and the step capacities.
+static uint64_t options_fingerprint(const Model *m) {
+    const ModelConfig *c = &m->cfg;
+    int64_t v[] = {c->hidden_size, c->intermediate_size, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim,
+                   c->vocab_size, c->max_positions, c->sliding_window, c->tie_word_embeddings, m->opt.block_size,
+                   m->opt.max_step_tokens, m->opt.max_step_seqs, m->opt.max_logit_rows, m->opt.tp,
+                   (int64_t)(c->rope_theta * 1000), (int64_t)(c->rms_norm_eps * 1e9)};
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) h = (h ^ (uint64_t)v[i]) * 0x100000001b3ull;
+    return h;
+}
+
+// Under mpirun: this process is rank cluster_rank() of tp == cluster_size(), on the CPU
+// backend; the processes agree on the options, the checkpoint and one KV pool size.
+static MxStatus load_cluster(const char *dir, const ModelConfig *dummy, const Backend *backend,
+                             const ModelOptions *opt, const TpOptions *tpo, TpModel *out) {
+    if (tpo->tp != cluster_size())
+        return mx_fail(MX_ERR_ARG, "mpirun started %d processes but --tp is %d: give --tp %d (one rank per process)",
+                       cluster_size(), tpo->tp, cluster_size());
+    if (!backend->ops->host_memory)
+        return mx_fail(MX_ERR_ARG, "ranks in separate processes run on the CPU backend only in this build "
+                       "(GPUs: one process with --tp N)");
+    out->cluster = true;
+    out->n_local = 1;
+    MxStatus st = alloc_tables(out);
+    if (st) return st;
+    ModelOptions o = *opt;
+    o.tp = tpo->tp, o.rank = cluster_rank(), o.defer_kv = true;
+    if (o.rank > 0) o.progress = NULL;
+    Model *m = &out->ranks[0];
+    int blocks = 0;
+    if (!(st = dir ? model_load(dir, backend, &o, m) : model_load_dummy(dummy, backend, &o, m)) &&
+        !(st = cluster_check_same(options_fingerprint(m), "the model config or options", tpo->timeout_s)) &&
+        !(st = cluster_check_same(m->w.fingerprint, "the checkpoint", tpo->timeout_s)) &&
+        !(st = model_kv_budget(m, 1, &blocks)) && !(st = cluster_min_int(&blocks, tpo->timeout_s)) &&
+        !(st = model_alloc_kv(m, blocks)) &&
+        !(st = comm_mpi_create(cluster_rank(), cluster_size(), backend->ops, tpo->timeout_s, &out->comms[0]))) {
+        m->comm = out->comms[0];
+        out->comm_name = "mpi";
+    }
+    if (st) tp_model_free(out);
+    return st;
+}
+
+MxStatus tp_model_load(const char *dir, const ModelConfig *dummy, const Backend *backend, const ModelOptions *opt,
+                       const TpOptions *tpo, TpModel *out) {
+    memset(out, 0, sizeof *out);
+    if (tpo->tp < 1 || tpo->tp > SHARD_MAX_TP) return mx_fail(MX_ERR_ARG, "--tp %d not in 1..%d", tpo->tp, SHARD_MAX_TP);
+    if (!(tpo->timeout_s > 0)) return mx_fail(MX_ERR_ARG, "--comm-timeout %g must be > 0 seconds", tpo->timeout_s);
+    out->tp = tpo->tp;
+    out->timeout_s = tpo->timeout_s;
+    out->comm_name = "none";
+    if (cluster_active()) return load_cluster(dir, dummy, backend, opt, tpo, out);
+    out->n_local = tpo->tp;
+    const char *comm = "none";
+    MxStatus st = tpo->tp > 1 ? choose_comm(backend, tpo, &comm) : MX_OK;
+    if (st) return st;
+    if ((st = alloc_tables(out))) return st;
+    bool per_gpu = strcmp(comm, "nccl") == 0;
+    // Weights and workspaces first, rank by rank, each on its device; then one KV size.
+    for (int r = 0; r < tpo->tp && !st; r++) {
+        Backend b = *backend;
+        if (per_gpu && r > 0) {
+            char name[32];
+            snprintf(name, sizeof name, "cuda:%d", backend->device + r);
+            st = backend_open(name, &b);
+        }
+        if (!st) st = backend_bind_thread(&b);
+        ModelOptions o = *opt;
+        o.tp = tpo->tp, o.rank = r, o.defer_kv = true;
+        if (r > 0) o.progress = NULL;
+        if (!st) st = dir ? model_load(dir, &b, &o, &out->ranks[r]) : model_load_dummy(dummy, &b, &o, &out->ranks[r]);
+    }
+    int blocks = INT32_MAX;
+    for (int r = 0; r < tpo->tp && !st; r++) {
+        int rb = 0;
+        if (!(st = backend_bind_thread(&out->ranks[r].backend)))
+            st = model_kv_budget(&out->ranks[r], per_gpu ? 1 : tpo->tp, &rb);
+        if (rb < blocks) blocks = rb;
+    }
+    for (int r = 0; r < tpo->tp && !st; r++)
+        if (!(st = backend_bind_thread(&out->ranks[r].backend))) st = model_alloc_kv(&out->ranks[r], blocks);
+    if (!st && tpo->tp > 1) {
+        if (per_gpu) {
+            int devices[SHARD_MAX_TP];
+            for (int r = 0; r < tpo->tp; r++) devices[r] = out->ranks[r].backend.device;
+            st = comm_nccl_create(tpo->tp, devices, tpo->timeout_s, out->comms);
+        } else {
+            st = comm_local_create(tpo->tp, backend->ops, tpo->timeout_s, out->comms);
+        }
+        for (int r = 0; r < tpo->tp && !st; r++) out->ranks[r].comm = out->comms[r];
+        if (!st) out->comm_name = comm;
+        if (!st) st = start_threads(out);
+    }
+    if (!st) st = backend_bind_thread(&out->ranks[0].backend);
+    if (st) tp_model_free(out);
+    return st;
+}
+
+void tp_model_free(TpModel *t) {
+    if (t->n_threads) {
+        pthread_mutex_lock(&t->mu);
+        t->quit = true;
+        pthread_cond_broadcast(&t->wake);
+        pthread_mutex_unlock(&t->mu);
+        for (int i = 0; i < t->n_threads; i++) pthread_join(t->threads[i], NULL);
+    }
+    if (t->threads) {
+        pthread_mutex_destroy(&t->mu);
+        pthread_cond_destroy(&t->wake);
+        pthread_cond_destroy(&t->done);
+    }
+    if (t->cluster && cluster_rank() == 0 && t->comms && t->comms[0] && !t->broken)
+        cluster_send_stop(t->timeout_s); // the other processes leave tp_model_follow
+    for (int r = 0; t->ranks && r < t->n_local; r++) {
+        backend_bind_thread(&t->ranks[r].backend);
+        model_free(&t->ranks[r]);
+    }
+    for (int r = 0; t->comms && r < t->n_local; r++) comm_destroy(t->comms[r]);
+    if (t->ranks && t->n_local > 0 && t->ranks[0].ops) backend_bind_thread(&t->ranks[0].backend);
+    mx_free(t->ranks);
+    mx_free(t->comms);
+    mx_free(t->threads);
+    mx_free(t->status);
+    mx_free(t->error);
+    memset(t, 0, sizeof *t);
+}
+
+// ---- steps ---------------------------------------------------------------------------------
+
+// Hands b to ranks 1.., runs rank 0 here, waits for the others and reports the first
+// failure (a rank's own error before the comm errors it caused on the others).
+static MxStatus run_all(TpModel *t, const Batch *b, const StepSampling *s, int32_t *tokens, float *logits) {
+    if (t->broken) return mx_fail(MX_ERR_COMM, "the tensor-parallel group failed earlier; restart the engine");
+    Model *m0 = &t->ranks[0];
+    MxStatus st = backend_bind_thread(&m0->backend);
+    if (st) return st;
+    if (t->tp == 1) return s ? model_forward_sample(m0, b, s, tokens, logits) : model_forward(m0, b, logits);
+    // What every rank would refuse alike is refused before any rank starts, so that a
+    // failure during the step always means the ranks fell out of step.
+    if ((s && (st = step_sampling_check(s, b->n_rows))) || (st = model_check_batch(m0, b))) return st;
+    if (t->cluster) {
+        if ((st = cluster_send_step(b, t->timeout_s)) ||
+            (st = s ? model_forward_sample(m0, b, s, tokens, logits) : model_forward(m0, b, logits)))
+            t->broken = true;
+        return st;
+    }
+
+    pthread_mutex_lock(&t->mu);
+    t->batch = b;
+    t->n_done = 0;
+    t->job++;
+    pthread_cond_broadcast(&t->wake);
+    pthread_mutex_unlock(&t->mu);
+
+    st = s ? model_forward_sample(m0, b, s, tokens, logits) : model_forward(m0, b, logits);
+    if (st && st != MX_ERR_COMM) comm_abort(m0->comm, "rank 0's step failed");
+    record(t, 0, st);
+
+    pthread_mutex_lock(&t->mu);
+    while (t->n_done < t->n_threads) pthread_cond_wait(&t->done, &t->mu);
+    pthread_mutex_unlock(&t->mu);
+    int first = -1;
+    for (int r = 0; r < t->n_local; r++)
+        if (t->status[r] && (first < 0 || (t->status[first] == MX_ERR_COMM && t->status[r] != MX_ERR_COMM))) first = r;
+    if (first < 0) return MX_OK;
+    // Any failure on a rank aborted the comm: the ranks may now disagree on their K/V.
+    t->broken = true;
+    return mx_fail(t->status[first], "rank %d: %s", first, t->error[first]);
+}
+
+MxStatus tp_model_forward_sample(TpModel *t, const Batch *b, const StepSampling *s, int32_t *tokens, float *logits) {
+    if (!s || !tokens) return mx_fail(MX_ERR_ARG, "tp_model_forward_sample needs sampling parameters and an output");
+    return run_all(t, b, s, tokens, logits);
+}
+
+MxStatus tp_model_forward(TpModel *t, const Batch *b, float *logits) { return run_all(t, b, NULL, NULL, logits); }
+
+MxStatus tp_model_follow(TpModel *t) {
+    if (!t->cluster || cluster_rank() == 0) return mx_fail(MX_ERR_ARG, "only processes other than 0 follow");
+    Model *m = &t->ranks[0];
+    Batch b;
+    MxStatus st = model_batch_init(m, &b);
+    for (bool stop = false; !st;) {
+        if ((st = cluster_recv_step(&b, &stop)) || stop) break;
+        st = model_forward(m, &b, NULL);
+    }
+    if (st) t->broken = true;
+    batch_destroy(&b);
+    return st;
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# myrmex serve end to end, mode 'curl' of tests/serve_test.py (see its docstring).
+# usage: test_serve_curl.sh MYRMEX_BINARY FIXTURES_DIR   (scratch files under $MYRMEX_TMP or mktemp)
+set -euo pipefail
+MYRMEX=${1:?usage: test_serve_curl.sh MYRMEX_BINARY FIXTURES_DIR}
+command -v python3 >/dev/null || { echo "skipped: python3 is not installed"; exit 77; }
+if [[ -n "${MYRMEX_TMP:-}" ]]; then
+    mkdir -p "$MYRMEX_TMP"
+    SCRATCH=$(mktemp -d "$MYRMEX_TMP/serve-curl-XXXXXX")
+else
+    SCRATCH=$(mktemp -d)
+fi
+trap 'rm -rf "$SCRATCH"' EXIT
+python3 "$(dirname "$0")/serve_test.py" curl "$MYRMEX" "$SCRATCH"

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Tensor parallelism across processes: `mpirun -np 2 myrmex generate --tp 2` on the CPU
+# backend gives exactly the output of one process with --tp 1 (and with --tp 2 threads),
+# several prompts at once; and when one process dies or stalls, the run fails within the
+# comm timeout with a non-zero exit instead of hanging. Skipped (77) without mpirun or when
+# the binary was built without MPI.
+#
+# usage: test_tp_mpi.sh MYRMEX_BINARY FIXTURES_DIR
+set -uo pipefail
+
+MYRMEX=${1:?usage: test_tp_mpi.sh MYRMEX_BINARY FIXTURES_DIR}
+FIXTURES=${2:?usage: test_tp_mpi.sh MYRMEX_BINARY FIXTURES_DIR}
+command -v mpirun >/dev/null || { echo "mpirun not found: skipped"; exit 77; }
+"$MYRMEX" version | grep -q "MPI on" || { echo "myrmex built without MPI: skipped"; exit 77; }
+
+SCRATCH=$(mktemp -d "${MYRMEX_TMP:-/tmp}/tp-mpi-XXXXXX" 2>/dev/null || mktemp -d)
+trap 'rm -rf "$SCRATCH"' EXIT
+# CI runs as root in a container: allow it, oversubscribe 2 cores, talk over loopback TCP.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_btl=self,tcp OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+# OpenMPI's own allocations are not ours to leak-check under ASan.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0"
+MPIRUN=(mpirun -np 2)
+
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+
+cat >"$SCRATCH/prompts.jsonl" <<'JSONL'
+{"prompt_ids": [1, 5, 9, 23, 17, 4, 88, 3], "max_tokens": 10}
+{"prompt_ids": [7, 7, 7], "max_tokens": 12}
+{"prompt_ids": [100, 2, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76], "max_tokens": 6}
+{"prompt_ids": [42], "max_tokens": 9, "temperature": 0.7, "seed": 5}
+JSONL
+MODEL="$FIXTURES/gqa"
+common=(generate --model "$MODEL" --device cpu --prompts "$SCRATCH/prompts.jsonl" --json --kv-blocks 64
+        --block-size 4 --max-batched-tokens 16 --max-seqs 3)
+# Each result's generated ids and finish reason (timings differ from run to run).
+tokens_only() { grep -o '"output_ids":\[[^]]*\],"finish_reason":"[a-z]*"' "$1"; }
+
+"$MYRMEX" "${common[@]}" --tp 1 >"$SCRATCH/one.json" 2>"$SCRATCH/one.err" || fail "tp 1 exited $?: $(cat "$SCRATCH/one.err")"
+"$MYRMEX" "${common[@]}" --tp 2 >"$SCRATCH/threads.json" 2>"$SCRATCH/threads.err" ||
+    fail "tp 2 threads exited $?: $(cat "$SCRATCH/threads.err")"
+timeout 120 "${MPIRUN[@]}" "$MYRMEX" "${common[@]}" --tp 2 >"$SCRATCH/mpi.json" 2>"$SCRATCH/mpi.err" ||
+    fail "mpirun -np 2 exited $?: $(tail -5 "$SCRATCH/mpi.err")"
+n=$(tokens_only "$SCRATCH/one.json" | wc -l)
+[[ $n -eq 4 ]] || fail "tp 1 printed $n results, expected 4"
+diff <(tokens_only "$SCRATCH/one.json") <(tokens_only "$SCRATCH/threads.json") >/dev/null ||
+    fail "tp 2 (threads) tokens differ from tp 1"
+diff <(tokens_only "$SCRATCH/one.json") <(tokens_only "$SCRATCH/mpi.json") >/dev/null ||
+    fail "mpirun -np 2 tokens differ from tp 1: $(diff <(tokens_only "$SCRATCH/one.json") <(tokens_only "$SCRATCH/mpi.json") | head -4)"
+
+# --tp must match the number of processes.
+timeout 60 "${MPIRUN[@]}" "$MYRMEX" "${common[@]}" --tp 1 >/dev/null 2>"$SCRATCH/mismatch.err"
+rc=$?
+[[ $rc -ne 0 && $rc -ne 124 ]] || fail "mpirun with --tp 1 exited $rc, expected a clear failure"
+grep -q "give --tp 2" "$SCRATCH/mismatch.err" || fail "no --tp hint: $(tail -3 "$SCRATCH/mismatch.err")"
+
+# Faults: process 1 exits, or stalls, at its 5th collective (mid-step).
+for kind in exit stall; do
+    start=$(date +%s)
+    timeout 60 "${MPIRUN[@]}" -x MYRMEX_FAULT="1:$kind:5" "$MYRMEX" "${common[@]}" --tp 2 --comm-timeout 2 \
+        >/dev/null 2>"$SCRATCH/fault.err"
+    rc=$?
+    took=$(($(date +%s) - start))
+    [[ $rc -ne 0 ]] || fail "fault $kind: mpirun exited 0"
+    [[ $rc -ne 124 ]] || fail "fault $kind: the run hung (killed by timeout after 60 s)"
+    [[ $took -le 30 ]] || fail "fault $kind: took ${took}s to fail"
+    if [[ $kind == stall ]]; then
+        grep -q "waited" "$SCRATCH/fault.err" || fail "fault stall: no timeout report: $(tail -3 "$SCRATCH/fault.err")"
+    fi
+done
+
+if [[ $failures -gt 0 ]]; then
+    echo "$failures failure(s)"
+    exit 1
+fi
+echo "test_tp_mpi: ok"
