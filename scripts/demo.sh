@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job on an embedded default: install what is missing, build, make a random
-# ~100M-parameter Llama-shaped model (nothing is downloaded) and generate from it.
+# The main job on an embedded default: install what is missing, build, and run `myrmex
+# bench` on dummy weights made on the device (Llama-2-13B's shapes on a GPU, the ~100M
+# small preset on a CPU; nothing is downloaded); then make a random ~100M-parameter model in
+# Hugging Face format and generate from it. Arguments go to bench (e.g. --json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -8,6 +10,9 @@ scripts/setup.sh
 jobs=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"
+
+./build/myrmex bench "$@"
+echo
 
 model=build/demo-model-100m
 if [ ! -f "$model/config.json" ]; then

@@ -44,4 +44,12 @@ build-gpu/bench_gemm --json "$OUT/gemm.json" >"$OUT/bench_gemm.txt" 2>&1; tail -
 build-gpu/bench_attention --json "$OUT/attention.json" >"$OUT/bench_attention.txt" 2>&1; tail -40 "$OUT/bench_attention.txt" >>"$OUT/summary.txt"
 build-gpu/bench_decode --preset llama-2-13b --batch 1,8,64 --json "$OUT/decode.json" >"$OUT/bench_decode.txt" 2>&1
 cat "$OUT/bench_decode.txt" >>"$OUT/summary.txt"
+build-gpu/bench_allreduce --json "$OUT/allreduce.json" >"$OUT/bench_allreduce.txt" 2>&1
+cat "$OUT/bench_allreduce.txt" >>"$OUT/summary.txt"
+# Per-token cost of tensor parallelism on one GPU: tp 1 against loopback tp 2 and 4.
+for tp in 1 2 4; do
+    build-gpu/myrmex bench --dummy llama-2-7b --tp $tp --comm loopback -b 1,8 -i 128 -o 64 -r 2 \
+        >"$OUT/bench_tp$tp.txt" 2>&1
+    { echo "== tp $tp (loopback)"; tail -8 "$OUT/bench_tp$tp.txt"; } >>"$OUT/summary.txt"
+done
 log "done"

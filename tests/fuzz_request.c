@@ -18,11 +18,12 @@
 // never contains the body's bytes (checked for bodies of 8+ bytes); an accepted request has
 // ids in the vocabulary, fits the context and pool, has limits within their caps, and
 // renders to valid JSON in both the whole and the streamed shape.
-#include <math.h>
+#define _GNU_SOURCE // memmem
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "server_request.h"
 #include "server_response.h"
 #include "utf8.h"
@@ -52,8 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         size_t n = strlen(err.message);
         if (err.status < 400 || err.status > 599 || !utf8_valid((const uint8_t *)err.message, n)) abort();
         if (len >= 8 && memmem(err.message, n, body, len)) abort(); // never echoes the body
-        char *json = api_error_json(&err);
-        free(json);
+        mx_free(api_error_json(&err));
         return 0;
     }
     if (rq.n_prompts < 1 || rq.n < 1 || rq.n > API_MAX_N || rq.n_prompts * rq.n > API_MAX_CHOICES ||
@@ -87,10 +87,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (outs && many && many_ids) {
         char *json = api_response_json(&meta, &rq, outs, n_choices, &tt);
         if (json && !utf8_valid((const uint8_t *)json, strlen(json))) abort();
-        free(json);
+        mx_free(json);
         ApiToken t = {.id = rq.prompts[0].ids[0], .lp = lp[0], .top_ids = top, .top_lp = many, .n_top = rq.top_logprobs};
         char *chunk = api_stream_chunk(&meta, &rq, 0, "x", 1, &t, NULL, true, &tt);
-        free(chunk);
+        mx_free(chunk);
     }
     free(outs);
     free(many);

@@ -318,7 +318,24 @@ def test_bad_inputs(s, vocab):
 
 
 def test_kv_pool_admission():
-    s = Server("--kv-blocks", "8", "--block-size", "16")  # 128 tokens of KV < the 512 context
+    s = Server("--kv-blocks", "8", "--block-size", "16", "--timeout", "1")  # 128 tokens of KV < the 512 context
+    # Slow and idle clients: half-sent requests hold no thread and are closed after --timeout.
+    idle = [socket.create_connection(("127.0.0.1", s.port), timeout=10) for _ in range(20)]
+    for sock in idle:
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
+    check(s.post("/v1/completions", {"prompt": "hi", "max_tokens": 2})[0] == 200, "served beside 20 idle clients")
+    t0 = time.time()
+    try:
+        while idle[0].recv(1024):  # whatever the server says before closing
+            pass
+        closed = True
+    except ConnectionResetError:
+        closed = True
+    except socket.timeout:
+        closed = False
+    check(closed and time.time() - t0 < 8, "an idle connection is closed after --timeout")
+    for sock in idle:
+        sock.close()
     status, _, data = s.post("/v1/completions", {"prompt": [5] * 200, "max_tokens": 2})
     check(status == 400 and b"KV cache" in data, f"prompt larger than the KV pool: 400 at admission, got {status}")
     status, _, _ = s.post("/v1/completions", {"prompt": [5] * 100, "max_tokens": 2})
