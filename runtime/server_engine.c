@@ -169,6 +169,8 @@ static Answer job_finish(Server *s, Job *j) {
     }
     if (j->engine_error) {
         a = (Answer){error_body(j->rq.stream, 500, "server_error", NULL, "the engine failed to run a step"), 500};
+    } else if (j->shutdown) {
+        a = (Answer){error_body(j->rq.stream, 503, "server_error", "shutting_down", "the server shut down first"), 503};
     } else if (j->aborted) {
         a = (Answer){error_body(j->rq.stream, 499, "invalid_request_error", "client_closed", "the client closed the request"), 499};
     } else if (error) {
@@ -187,7 +189,7 @@ static Answer job_finish(Server *s, Job *j) {
         s->metrics.generation_tokens += u.completion_tokens;
         pthread_mutex_unlock(&s->metrics.lock);
     }
-    if (j->aborted && !j->engine_error) {
+    if (j->aborted && !j->engine_error && !j->shutdown) {
         pthread_mutex_lock(&s->metrics.lock);
         s->metrics.aborted++;
         pthread_mutex_unlock(&s->metrics.lock);
@@ -229,6 +231,7 @@ void *server_engine_main(void *arg) {
         for (Job *j = s->active; j; j = j->next_active) {
             if (!j->gone && j->suspended && peer_closed(j->fd)) j->gone = true;
             j->abort_wanted = j->gone || abort_all;
+            j->shutdown = abort_all && !j->gone;
         }
         s->engine_has_work = true;
         pthread_mutex_unlock(&s->lock);
@@ -286,7 +289,7 @@ void *server_engine_main(void *arg) {
         }
 
         // Publish: bytes and answers into each job under the lock, connections to resume.
-        int n_resume = 0;
+        int n_resume = 0, pending = 0;
         pthread_mutex_lock(&s->lock);
         for (int i = 0; i < n_pub; i++) {
             Job *j = pub[i].job;
@@ -309,6 +312,7 @@ void *server_engine_main(void *arg) {
                 job_unref(s, j); // the engine's reference; the connection holds its own
             }
         }
+        pending = s->pending_seqs;
         pthread_mutex_unlock(&s->lock);
         for (int i = 0; i < n_resume; i++) MHD_resume_connection(resume[i]);
 
@@ -316,7 +320,7 @@ void *server_engine_main(void *arg) {
         mx_engine_stats(s->engine, &st);
         metrics_engine(&s->metrics, &st);
         pthread_mutex_lock(&s->metrics.lock);
-        s->metrics.pending = s->pending_seqs; // read without s->lock: a gauge may lag a turn
+        s->metrics.pending = pending;
         pthread_mutex_unlock(&s->metrics.lock);
     }
     return NULL;

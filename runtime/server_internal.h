@@ -62,7 +62,7 @@ struct Job {
     Choice *choices;          // [n_choices]
     int n_done;
     bool abort_wanted;        // copied from gone (or a shutdown) under the lock
-    bool aborted, engine_error, first_token_seen;
+    bool aborted, engine_error, shutdown, first_token_seen; // shutdown: aborted by server_stop
     Buf staged;               // stream bytes produced in this step, published after it
     Job *next_active;
 };

@@ -104,7 +104,7 @@ char *metrics_render(Metrics *m, bool healthy) {
     histogram(&t, "myrmex_inter_token_latency_seconds", "Between consecutive tokens of one choice.", &m->itl);
     histogram(&t, "myrmex_e2e_request_latency_seconds", "From arrival to the last token of a request.", &m->e2e);
     const MxEngineStats *e = &m->engine;
-    gauge(&t, "myrmex_requests_pending", "gauge", "Requests admitted by the server and not yet answered.", m->pending);
+    gauge(&t, "myrmex_requests_pending", "gauge", "Sequences (choices) admitted by the server and not yet answered.", m->pending);
     gauge(&t, "myrmex_requests_waiting", "gauge", "Sequences queued in the engine.", e->waiting);
     gauge(&t, "myrmex_requests_running", "gauge", "Sequences running in the engine.", e->running);
     put(&t, "# HELP myrmex_kv_blocks KV cache blocks by state (free + live + cached = total).\n"

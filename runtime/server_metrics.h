@@ -26,7 +26,7 @@ typedef struct Metrics {
     MxEngineStats engine;            // the engine thread's latest snapshot
     long prompt_tokens, generation_tokens; // of answered requests
     long aborted;                    // requests whose client left before the end
-    int pending;                     // requests admitted, not yet answered
+    int pending;                     // sequences admitted (a request counts its choices), not yet answered
 } Metrics;
 
 void metrics_init(Metrics *m);

@@ -498,6 +498,21 @@ def test_graceful_shutdown():
         check(False, "the port is closed after shutdown")
     except OSError:
         pass
+    # Past --shutdown-grace the rest is aborted, and still answered (503 in the stream):
+    # SIGINT once the stream has begun, with no grace.
+    s = Server("--shutdown-grace", "0")
+    c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+    c.request("POST", "/v1/completions", body=json.dumps({"prompt": "long", "max_tokens": 500, "n": 8,
+                                                           "ignore_eos": True, "stream": True}),
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    first = r.read(64)
+    s.stop(signal.SIGINT)
+    data = first + r.read()
+    c.close()
+    events, done = sse_events(data)
+    check(r.status == 200 and done and "error" in events[-1] and events[-1]["error"]["code"] == "shutting_down",
+          "a stream cut by the shutdown ends with a 503 error event and [DONE]")
 
 
 def core():
