@@ -12,6 +12,7 @@
 
 #include "comm.h"
 #include "model.h"
+#include "profile.h"
 
 #define OPS_CALL(call, what)                                                                  \
     do {                                                                                      \
@@ -93,7 +94,10 @@ static MxStatus upload_batch(Model *m, const Batch *b, const StepSampling *sampl
 
 static MxStatus gemm(Model *m, const void *x, Weight w, void *out, int rows, int n, int k) {
     GemmParams p = {.x = x, .w = w.data, .w_dtype = w.dtype, .out = out, .m = rows, .n = n, .k = k};
-    OPS_CALL(m->ops->gemm(&p, m->queue), "gemm");
+    PROFILE_PUSH(m->shard.rank, "gemm %dx%dx%d", rows, n, k);
+    int rc = m->ops->gemm(&p, m->queue);
+    PROFILE_POP();
+    if (rc != OPS_OK) return mx_fail(MX_ERR_OPS, "gemm (%s backend, code %d)", m->ops->name, rc);
     return MX_OK;
 }
 
@@ -126,7 +130,10 @@ static StepShape batch_shape(const Batch *b) {
 // h-sized partial sums of the ranks of a tensor-parallel model, summed on every rank.
 static MxStatus all_reduce(Model *m, void *buf, int t) {
     if (!m->comm) return MX_OK;
-    return comm_all_reduce(m->comm, buf, (size_t)t * (size_t)m->cfg.hidden_size, m->ops->act_dtype, m->queue);
+    PROFILE_PUSH(m->shard.rank, "all_reduce %d tokens", t);
+    MxStatus st = comm_all_reduce(m->comm, buf, (size_t)t * (size_t)m->cfg.hidden_size, m->ops->act_dtype, m->queue);
+    PROFILE_POP();
+    return st;
 }
 
 // Heads and MLP columns are this rank's (m->shard); with tp 1, the whole model's.
@@ -183,9 +190,13 @@ static MxStatus run_step(Model *m, const StepShape *b, bool sample) {
     OPS_CALL(m->ops->embedding(&emb, m->queue), "embedding");
     for (int l = 0; l < c->n_layers; l++) {
         const LayerWeights *w = &m->w.layers[l];
+        PROFILE_PUSH(m->shard.rank, "layer %d", l);
         if ((st = add_norm(m, l ? ws->delta : NULL, w->attn_norm, t)) || (st = attention_block(m, b, l)) ||
-            (st = add_norm(m, ws->delta, w->mlp_norm, t)) || (st = mlp_block(m, t, l)))
+            (st = add_norm(m, ws->delta, w->mlp_norm, t)) || (st = mlp_block(m, t, l))) {
+            PROFILE_POP();
             return st;
+        }
+        PROFILE_POP();
     }
     if ((st = add_norm(m, ws->delta, m->w.final_norm, t))) return st;
     if (b->n_rows == 0) return MX_OK;
@@ -278,7 +289,10 @@ static MxStatus forward_graph(Model *m, const Batch *b, const StepSampling *samp
             return MX_ERR_ARG;
         }
     }
-    if (m->ops->graph_launch(*graph, m->queue) != OPS_OK) return mx_fail(MX_ERR_OPS, "replaying a decode graph");
+    PROFILE_PUSH(m->shard.rank, "decode graph, bucket %d", size);
+    int rc = m->ops->graph_launch(*graph, m->queue);
+    PROFILE_POP();
+    if (rc != OPS_OK) return mx_fail(MX_ERR_OPS, "replaying a decode graph");
     return MX_OK;
 }
 

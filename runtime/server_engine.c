@@ -40,8 +40,9 @@ void buf_free(Buf *b) {
 }
 
 void job_unref(Server *s, Job *j) {
-    (void)s;
     if (--j->refs > 0) return;
+    s->n_live--;
+    pthread_cond_broadcast(&s->idle);
     api_request_free(&j->rq);
     buf_free(&j->out);
     buf_free(&j->staged);

@@ -213,6 +213,7 @@ static enum MHD_Result submit(Server *s, struct MHD_Connection *c, Request *r) {
         j->refs = 2; // this request's and the engine thread's
         s->pending_seqs += j->n_choices;
         s->n_jobs++;
+        s->n_live++;
         if (s->incoming_tail) s->incoming_tail->next = j;
         else s->incoming = j;
         s->incoming_tail = j;
@@ -486,6 +487,14 @@ void server_stop(Server *s) {
         pthread_cond_signal(&s->wake);
         pthread_mutex_unlock(&s->lock);
         pthread_join(s->engine_thread, NULL);
+        // Every request is answered; let the answers reach their clients (bounded: a client
+        // that stopped reading must not hold the exit).
+        pthread_mutex_lock(&s->lock);
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 10;
+        while (s->n_live > 0 && pthread_cond_timedwait(&s->idle, &s->lock, &deadline) == 0) {
+        }
+        pthread_mutex_unlock(&s->lock);
     }
     if (s->daemon) MHD_stop_daemon(s->daemon); // closes the connections; their jobs go with them
     server_free(s);

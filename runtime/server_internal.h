@@ -99,6 +99,7 @@ struct Server {
     // lock
     Job *incoming, *incoming_tail;
     int n_jobs;               // submitted and not yet released by the engine thread
+    int n_live;               // admitted jobs not yet freed (their answer may still be sending)
     int pending_seqs;         // choices admitted and not yet finished
     int admit_limit;          // max_seqs + max_queue
     bool stopping, abort_all, stop_engine;

@@ -588,6 +588,7 @@ int cmd_bench(int argc, char **argv) {
     RunInfo ri = {.f = &f, .eo = &eo, .nvml_why = "no GPU in use"};
     double t0 = bench_now();
     MxStatus st = mx_engine_create(f.model_dir, &eo, &b.e);
+    if (st == MX_FOLLOWER_DONE) return 0; // mpirun: this process served process 0's steps
     ri.load_s = bench_now() - t0;
     progress_clear(&b.progress);
     int max_b = max_of(&f.batch), max_i = max_of(&f.input_len), max_o = max_of(&f.output_len);

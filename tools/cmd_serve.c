@@ -90,6 +90,7 @@ int cmd_serve(int argc, char **argv) {
 
     MxEngine *e = NULL;
     MxStatus st = mx_engine_create(f.model_dir, &eo, &e);
+    if (st == MX_FOLLOWER_DONE) return 0; // mpirun: this process served process 0's steps
     if (st) {
         fprintf(stderr, "myrmex serve: error: %s\n", mx_last_error());
         return 1;
