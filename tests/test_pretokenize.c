@@ -354,7 +354,8 @@ static void test_invalid_utf8(void) {
 // ---- speed -------------------------------------------------------------------------------
 
 // Each pathological 1 MB input splits in well under a second (a backtracking engine takes
-// quadratic time on some of these).
+// quadratic time on some of these: minutes). The bound is 3 s so that a sanitizer build on a
+// loaded 2-core CI machine does not fail it; quadratic time would still be far over it.
 static void test_linear_time(void) {
     const size_t n = 1 << 20;
     char *s = malloc(n + 1);
@@ -380,7 +381,7 @@ static void test_linear_time(void) {
             size_t count = pretok_split((PretokPattern)p, s, len + 1, spans, n + 1);
             t = now_s() - t;
             CHECK(count <= n + 1 && spans_cover(spans, count, len + 1));
-            CHECK(t < 0.5);
+            CHECK(t < 3.0);
             if (t >= 0.5) fprintf(stderr, "input %d pattern %d: %.3f s\n", kind, p, t);
             if (kind == 0) // "   ...   a": the run less one space, then " a"
                 CHECK(count == 2 && spans[0].end == len - 1 && spans[1].start == len - 1);
