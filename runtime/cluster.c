@@ -1,11 +1,11 @@
 // Processes started by mpirun (see cluster.h). Every MPI wait is a non-blocking call polled
 // with a deadline, so a dead or stalled process turns into MX_ERR_COMM, not a hang.
 #include "cluster.h"
+#include "clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static bool launched_by_mpirun(void) {
@@ -49,21 +49,15 @@ bool cluster_active(void) { return world_size > 1; }
 int cluster_rank(void) { return world_rank; }
 int cluster_size(void) { return world_size; }
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 // Polls req to completion; timeout_s <= 0 waits forever (a follower between steps).
 static MxStatus finish(MPI_Request *req, double timeout_s, const char *what) {
-    double deadline = now_s() + timeout_s;
+    double deadline = mx_now_seconds() + timeout_s;
     for (long spins = 0;; spins++) {
         int done = 0;
         if (MPI_Test(req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
             return mx_fail(MX_ERR_COMM, "process %d: %s failed", world_rank, what);
         if (done) return MX_OK;
-        if (timeout_s > 0 && now_s() > deadline)
+        if (timeout_s > 0 && mx_now_seconds() > deadline)
             return mx_fail(MX_ERR_COMM, "process %d waited %.3g s for the other processes at %s", world_rank, timeout_s,
                            what);
         if (spins > 1000) usleep(spins > 100000 ? 1000 : 20); // spin briefly, then back off

@@ -4,11 +4,12 @@
 // process the same result).
 #include "comm.h"
 
+#include "clock.h"
+
 #if MYRMEX_HAVE_MPI
 
 #include <mpi.h>
 #include <stdio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -22,12 +23,6 @@ typedef struct MpiComm {
 } MpiComm;
 
 static MpiComm *mpi_of(Comm *c) { return (MpiComm *)c; }
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void mpi_abort(Comm *c, const char *why) {
     MpiComm *m = mpi_of(c);
@@ -44,12 +39,12 @@ static MxStatus failed(Comm *c, const char *what) {
 }
 
 static MxStatus finish(Comm *c, MPI_Request *req, const char *what) {
-    double deadline = now_s() + c->timeout_s;
+    double deadline = mx_now_seconds() + c->timeout_s;
     for (long spins = 0;; spins++) {
         int done = 0;
         if (MPI_Test(req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return failed(c, what);
         if (done) return MX_OK;
-        if (now_s() > deadline) {
+        if (mx_now_seconds() > deadline) {
             char msg[160];
             snprintf(msg, sizeof msg, "waited %.3g s for the other processes at %s", c->timeout_s, what);
             return failed(c, msg);

@@ -4,13 +4,14 @@
 // which fails every other local rank's next call. Built only with NCCL (MYRMEX_HAVE_NCCL).
 #include "comm.h"
 
+#include "clock.h"
+
 #if MYRMEX_HAVE_NCCL
 
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -30,12 +31,6 @@ typedef struct NcclComm {
 } NcclComm;
 
 static NcclComm *nccl_of(Comm *c) { return (NcclComm *)c; }
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void nccl_abort(Comm *c, const char *why) {
     NcclComm *n = nccl_of(c);
@@ -57,10 +52,10 @@ static MxStatus fail(Comm *c, const char *fmt_what, const char *detail) {
 // Polls until the communicator has no operation in progress, or fails.
 static MxStatus settle(Comm *c, ncclResult_t rc, const char *what) {
     NcclComm *n = nccl_of(c);
-    double deadline = now_s() + c->timeout_s;
+    double deadline = mx_now_seconds() + c->timeout_s;
     while (rc == ncclInProgress) {
         if (atomic_load(&n->g->aborted)) return fail(c, what, "another rank failed");
-        if (now_s() > deadline) return fail(c, what, "timed out");
+        if (mx_now_seconds() > deadline) return fail(c, what, "timed out");
         usleep(20);
         ncclCommGetAsyncError(n->nc, &rc);
     }
@@ -128,7 +123,7 @@ static MxStatus nccl_wait(Comm *c, void *queue) {
     MxStatus st = live(c);
     if (st || !queue) return st;
     cudaStream_t s = (cudaStream_t)ops_cuda_stream(queue);
-    double deadline = now_s() + c->timeout_s;
+    double deadline = mx_now_seconds() + c->timeout_s;
     for (;;) {
         cudaError_t e = cudaStreamQuery(s);
         if (e == cudaSuccess) return MX_OK;
@@ -137,7 +132,7 @@ static MxStatus nccl_wait(Comm *c, void *queue) {
         ncclCommGetAsyncError(n->nc, &rc);
         if (rc != ncclSuccess && rc != ncclInProgress) return fail(c, "waiting for the step", ncclGetErrorString(rc));
         if (atomic_load(&n->g->aborted)) return fail(c, "waiting for the step", "another rank failed");
-        if (now_s() > deadline) return fail(c, "waiting for the step", "timed out");
+        if (mx_now_seconds() > deadline) return fail(c, "waiting for the step", "timed out");
         usleep(20);
     }
 }
@@ -195,9 +190,9 @@ MxStatus comm_nccl_create(int size, const int *devices, double timeout_s, Comm *
     for (int r = 0; r < size && !st; r++) {
         cudaSetDevice(devices[r]);
         ncclResult_t state = ncclInProgress;
-        double deadline = now_s() + timeout_s;
+        double deadline = mx_now_seconds() + timeout_s;
         while (rc == ncclSuccess && n[r]->nc && ncclCommGetAsyncError(n[r]->nc, &state) == ncclSuccess &&
-               state == ncclInProgress && now_s() < deadline)
+               state == ncclInProgress && mx_now_seconds() < deadline)
             usleep(100);
         if (rc != ncclSuccess || state != ncclSuccess)
             st = mx_fail(MX_ERR_COMM, "creating the NCCL communicator of rank %d on cuda:%d: %s", r, devices[r],

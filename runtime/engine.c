@@ -10,12 +10,12 @@
 // simply recomputed from them; its next draw is keyed by (seed, token index), so the tokens
 // are the same whatever it was batched with and however often it was preempted.
 #include "engine.h"
+#include "clock.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "alloc.h"
 #include "cluster.h"
@@ -87,12 +87,6 @@ struct MxEngine {
     long tokens_generated;
     char plan[256];
 };
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 MxEngineOptions mx_engine_options_default(void) {
     return (MxEngineOptions){.device = "auto", .gemm = NULL, .block_size = 16, .kv_blocks = 0, .kv_fraction = 0.9,
@@ -245,7 +239,7 @@ MxStatus mx_engine_add(MxEngine *e, const int32_t *prompt, int n_prompt, const M
         return st;
     }
     r->id = r->seq->id = e->next_id++;
-    r->t_add = now_seconds();
+    r->t_add = mx_now_seconds();
     e->reqs[e->n_reqs++] = r;
     *id = r->id;
     return MX_OK;
@@ -352,7 +346,7 @@ static void emit(Request *r, int32_t token, int index, size_t text_from, MxFinis
 static void finish_request(MxEngine *e, Request *r, MxFinish finish) {
     sched_remove(&e->sched, r->seq);
     r->finish = finish;
-    r->t_end = now_seconds();
+    r->t_end = mx_now_seconds();
     if (r->abort_pending) {
         r->abort_pending = false;
         e->n_abort_pending--;
@@ -367,7 +361,7 @@ static void take_token(MxEngine *e, Request *r, int32_t id, const float *logits)
     int index = q->n_tokens - q->n_prompt;
     seq_append(q, id);
     e->tokens_generated++;
-    if (index == 0) r->t_first = now_seconds();
+    if (index == 0) r->t_first = mx_now_seconds();
     size_t text_from = r->text_len;
     MxFinish finish = MX_FINISH_NONE;
     if (r->token_lp) r->token_lp[index] = sampler_logprob(&e->sampler, logits, id);
@@ -547,7 +541,7 @@ MxStatus mx_engine_output(const MxEngine *e, int64_t id, MxOutput *out) {
     const Request *r = e ? find(e, id) : NULL;
     if (!r) return mx_fail(MX_ERR_ARG, "no request %lld", (long long)id);
     const Seq *q = r->seq;
-    double end = r->finish != MX_FINISH_NONE ? r->t_end : now_seconds();
+    double end = r->finish != MX_FINISH_NONE ? r->t_end : mx_now_seconds();
     int n_out = q->n_tokens - q->n_prompt;
     bool top = r->n_top > 0 && r->top_cap >= n_out; // not when recording them failed (out of memory)
     *out = (MxOutput){.tokens = q->tokens + q->n_prompt, .n_tokens = n_out, .text = r->text, .text_len = r->text_len,

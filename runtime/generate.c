@@ -2,9 +2,9 @@
 #include "generate.h"
 
 #include <string.h>
-#include <time.h>
 
 #include "alloc.h"
+#include "clock.h"
 
 typedef struct SeqState {
     int32_t *tokens; // prompt, then generated ids
@@ -16,12 +16,6 @@ typedef struct SeqState {
     int chunk;       // tokens this step
     int first_row;   // first logits row of this step, or -1
 } SeqState;
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 // Blocks the requests hold at most, all running at once.
 static long blocks_held(const GenRequest *reqs, int n, int block_size) {
@@ -156,10 +150,10 @@ static MxStatus run_steps(Model *m, GenRequest *reqs, SeqState *seqs, int n, Gen
         for (int i = 0; i < n; i++) any |= !seqs[i].done;
         if (!any) break;
         if ((st = plan_step(m, reqs, seqs, n, &batch, &has_prefill))) break;
-        double t0 = now_seconds();
+        double t0 = mx_now_seconds();
         if ((st = model_forward(m, &batch, logits))) break;
         finish_step(m, reqs, seqs, n, logits, &sampler);
-        double dt = now_seconds() - t0;
+        double dt = mx_now_seconds() - t0;
         stats->steps++;
         if (has_prefill) {
             stats->prefill_seconds += dt;
