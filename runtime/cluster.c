@@ -18,7 +18,7 @@ static bool launched_by_mpirun(void) {
 
 #include <mpi.h>
 
-static int world_rank = 0, world_size = 1;
+static int world_rank = 0, world_size = 1, node_rank = 0;
 static bool initialised;
 
 MxStatus cluster_init(void) {
@@ -32,6 +32,12 @@ MxStatus cluster_init(void) {
     MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    // This process's index among those sharing its node (they must not share GPUs).
+    MPI_Comm node;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_rank(node, &node_rank);
+        MPI_Comm_free(&node);
+    }
     if (provided < MPI_THREAD_SERIALIZED) {
         fprintf(stderr, "myrmex: this MPI library does not support calls from more than one thread\n");
     }
@@ -48,6 +54,7 @@ void cluster_finalize(bool failed) {
 bool cluster_active(void) { return world_size > 1; }
 int cluster_rank(void) { return world_rank; }
 int cluster_size(void) { return world_size; }
+int cluster_node_rank(void) { return node_rank; }
 
 // Polls req to completion; timeout_s <= 0 waits forever (a follower between steps).
 static MxStatus finish(MPI_Request *req, double timeout_s, const char *what) {
@@ -117,6 +124,10 @@ static MxStatus reserve(size_t bytes) {
     if (!p) return mx_fail(MX_ERR_NOMEM, "step message of %zu bytes", bytes);
     payload = p, payload_cap = bytes;
     return MX_OK;
+}
+
+MxStatus cluster_bcast_bytes(void *buf, size_t bytes, double timeout_s, const char *what) {
+    return bcast(buf, bytes, timeout_s, what);
 }
 
 MxStatus cluster_send_step(const Batch *b, double timeout_s) {
@@ -211,6 +222,11 @@ void cluster_finalize(bool failed) { (void)failed; }
 bool cluster_active(void) { return false; }
 int cluster_rank(void) { return 0; }
 int cluster_size(void) { return 1; }
+int cluster_node_rank(void) { return 0; }
+MxStatus cluster_bcast_bytes(void *buf, size_t bytes, double timeout_s, const char *what) {
+    (void)buf, (void)bytes, (void)timeout_s, (void)what;
+    return MX_OK; // one process: it already has its own bytes
+}
 MxStatus cluster_send_step(const Batch *b, double timeout_s) {
     (void)b, (void)timeout_s;
     return mx_fail(MX_ERR_ARG, "no MPI in this build");

@@ -1,8 +1,9 @@
 // The processes of a model split across nodes, started by mpirun (OpenMPI; an optional build
-// feature, MYRMEX_HAVE_MPI). Each process is one tensor-parallel rank: process 0 runs the
-// engine and, before every step, broadcasts the step's Batch (a fixed, validated layout with
-// no pointers); the other processes load their slice of the model and mirror the steps
-// until process 0 says stop (tp_model_follow). Without mpirun this layer is inert.
+// feature, MYRMEX_HAVE_MPI). Each process holds tp / processes consecutive tensor-parallel
+// ranks (typically one process per node, one rank per GPU): process 0 runs the engine and,
+// before every step, broadcasts the step's Batch (a fixed, validated layout with no
+// pointers); the other processes load their slices of the model and mirror the steps until
+// process 0 says stop (tp_model_follow). Without mpirun this layer is inert.
 #ifndef MYRMEX_CLUSTER_H
 #define MYRMEX_CLUSTER_H
 
@@ -20,6 +21,10 @@ void cluster_finalize(bool failed);
 bool cluster_active(void); // more than one process
 int cluster_rank(void);    // this process (0 without mpirun)
 int cluster_size(void);    // processes (1 without mpirun)
+int cluster_node_rank(void); // this process among those on its node (0 without mpirun): GPU offset
+
+// Process 0's bytes[n] to every process (the NCCL unique id), bounded by timeout_s.
+MxStatus cluster_bcast_bytes(void *bytes, size_t n, double timeout_s, const char *what);
 
 // Process 0: the next step's batch, or the end of the run. Others: receive the next message
 // (*stop set at the end), waiting as long as it takes; its counts are checked against b's

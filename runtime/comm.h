@@ -6,7 +6,9 @@
 //                         on the CPU backend, "loopback" for N virtual ranks on one GPU. The
 //                         ranks meet at a host barrier and rank 0 sums with the backend's sum op.
 //   nccl  (comm_nccl.c)   one GPU per rank, NCCL communicators created non-blocking.
-//   mpi   (comm_mpi.c)    one CPU-backend rank per process started by mpirun (cluster.h).
+//   mpi   (comm_mpi.c)    between processes started by mpirun (cluster.h): each process's
+//                         local group of CPU-backend ranks meets the others' through it.
+//   NCCL spans processes by itself: the processes share one unique id (CommNcclId).
 // Every wait is bounded by the timeout: a rank that fails, hangs or never arrives turns into
 // MX_ERR_COMM on every rank (the communicator is aborted), never a hang.
 #ifndef MYRMEX_COMM_H
@@ -55,14 +57,31 @@ void comm_destroy(Comm *c);
 // comm is used by one thread. Errors: MX_ERR_ARG (size not in 1..OPS_MAX_RANKS),
 // MX_ERR_NOMEM.
 MxStatus comm_local_create(int size, const Ops *ops, double timeout_s, Comm **comms);
+// This process's ranks [first_rank, first_rank + size) of `world` ranks that span processes:
+// a local group whose rank 0 joins `outer` (this process's comm_mpi, one rank per process)
+// for the part between processes. Takes outer (destroyed with the group, or on failure).
+// Host-memory backends only.
+MxStatus comm_local_create_spanning(int size, int first_rank, int world, Comm *outer, const Ops *ops, double timeout_s,
+                                   Comm **comms);
 
 // Whether this build has NCCL; and its group of `size` ranks on CUDA devices devices[size],
 // one queue each (their streams), created non-blocking within the timeout.
 bool comm_nccl_available(void);
 MxStatus comm_nccl_create(int size, const int *devices, double timeout_s, Comm **comms);
 
-// This process's rank of `size` processes started by mpirun (cluster.h), on a host-memory
-// backend. Errors: MX_ERR_ARG (no MPI in this build, or a device backend).
+// NCCL across processes: process 0 makes the id and sends its bytes to the others
+// (cluster_bcast_bytes); each process then creates its ranks [first_rank, first_rank +
+// n_local) of `world` on devices[n_local].
+typedef struct CommNcclId {
+    unsigned char bytes[128]; // NCCL_UNIQUE_ID_BYTES
+} CommNcclId;
+MxStatus comm_nccl_unique_id(CommNcclId *id);
+MxStatus comm_nccl_create_ranks(const CommNcclId *id, int world, int first_rank, int n_local, const int *devices,
+                                double timeout_s, Comm **comms);
+
+// This process as member `rank` of `size` processes started by mpirun (cluster.h), on a
+// host-memory backend: the outer comm of comm_local_create_spanning. Errors: MX_ERR_ARG (no
+// MPI in this build, or a device backend).
 MxStatus comm_mpi_create(int rank, int size, const Ops *ops, double timeout_s, Comm **out);
 
 // Fault injection for the fault tests: with MYRMEX_FAULT="RANK:stall:N" (or "RANK:exit:N")

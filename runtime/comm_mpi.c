@@ -1,5 +1,6 @@
-// comm.h between processes started by mpirun (cluster.h), one CPU-backend rank each: the
-// all-reduce is MPI_Iallreduce and the gather MPI_Igatherv, each polled with the timeout.
+// comm.h between processes started by mpirun (cluster.h), one member each: the outer comm of
+// a process's local group of CPU-backend ranks (comm_local_create_spanning). The all-reduce
+// is MPI_Iallreduce and the gather MPI_Igatherv, each polled with the timeout.
 // Activations are f32 on the CPU backend, so MPI's own float sum serves (OpenMPI gives every
 // process the same result).
 #include "comm.h"
@@ -125,7 +126,6 @@ MxStatus comm_mpi_create(int rank, int size, const Ops *ops, double timeout_s, C
     MpiComm *m = mx_calloc(1, sizeof *m);
     if (!m) return mx_fail(MX_ERR_NOMEM, "comm");
     m->base = (Comm){.impl = &mpi_impl, .rank = rank, .size = size, .ops = ops, .timeout_s = timeout_s};
-    comm_fault_init(&m->base);
     *out = &m->base;
     return MX_OK;
 }

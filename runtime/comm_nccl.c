@@ -12,6 +12,7 @@
 #include <nccl.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -156,62 +157,82 @@ static const CommImpl nccl_impl = {
 
 bool comm_nccl_available(void) { return true; }
 
+_Static_assert(sizeof(ncclUniqueId) == sizeof(CommNcclId), "CommNcclId holds an ncclUniqueId");
+
+MxStatus comm_nccl_unique_id(CommNcclId *id) {
+    ncclUniqueId u;
+    if (ncclGetUniqueId(&u) != ncclSuccess) return mx_fail(MX_ERR_COMM, "ncclGetUniqueId failed");
+    memcpy(id->bytes, &u, sizeof u);
+    return MX_OK;
+}
+
 MxStatus comm_nccl_create(int size, const int *devices, double timeout_s, Comm **comms) {
-    if (size < 1 || size > SHARD_MAX_TP || !(timeout_s > 0)) return mx_fail(MX_ERR_ARG, "NCCL group of %d ranks", size);
+    CommNcclId id;
+    MxStatus st = comm_nccl_unique_id(&id);
+    return st ? st : comm_nccl_create_ranks(&id, size, 0, size, devices, timeout_s, comms);
+}
+
+MxStatus comm_nccl_create_ranks(const CommNcclId *uid, int world, int first_rank, int n_local, const int *devices,
+                                double timeout_s, Comm **comms) {
+    if (world < 1 || world > SHARD_MAX_TP || n_local < 1 || first_rank < 0 || first_rank + n_local > world ||
+        !(timeout_s > 0))
+        return mx_fail(MX_ERR_ARG, "NCCL ranks %d..%d of %d", first_rank, first_rank + n_local - 1, world);
     ncclUniqueId id;
-    if (ncclGetUniqueId(&id) != ncclSuccess) return mx_fail(MX_ERR_COMM, "ncclGetUniqueId failed");
+    memcpy(&id, uid->bytes, sizeof id);
     NcclGroup *g = mx_calloc(1, sizeof *g);
-    NcclComm **n = mx_calloc((size_t)size, sizeof *n);
+    NcclComm **n = mx_calloc((size_t)n_local, sizeof *n);
     if (!g || !n) {
         mx_free(g);
         mx_free(n);
         return mx_fail(MX_ERR_NOMEM, "NCCL group");
     }
-    atomic_init(&g->refs, size);
+    atomic_init(&g->refs, n_local);
     MxStatus st = MX_OK;
-    for (int r = 0; r < size; r++) {
-        if (!(n[r] = mx_calloc(1, sizeof **n))) st = mx_fail(MX_ERR_NOMEM, "NCCL group");
-        else n[r]->base = (Comm){.impl = &nccl_impl, .rank = r, .size = size, .ops = &ops_cuda, .timeout_s = timeout_s};
-        if (n[r]) n[r]->g = g;
+    for (int i = 0; i < n_local; i++) {
+        if (!(n[i] = mx_calloc(1, sizeof **n))) st = mx_fail(MX_ERR_NOMEM, "NCCL group");
+        else n[i]->base = (Comm){.impl = &nccl_impl, .rank = first_rank + i, .size = world, .ops = &ops_cuda,
+                                 .timeout_s = timeout_s};
+        if (n[i]) n[i]->g = g;
     }
-    // Non-blocking init of every local rank in one group call, then a bounded poll of each.
+    // Non-blocking init of every local rank in one group call, then a bounded poll of each
+    // (the other processes' ranks join the same communicator through the shared id).
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     ncclResult_t rc = st ? ncclInternalError : ncclGroupStart();
-    for (int r = 0; r < size && rc == ncclSuccess; r++) {
-        cudaSetDevice(devices[r]);
-        rc = ncclCommInitRankConfig(&n[r]->nc, size, id, r, &config);
+    for (int i = 0; i < n_local && rc == ncclSuccess; i++) {
+        cudaSetDevice(devices[i]);
+        rc = ncclCommInitRankConfig(&n[i]->nc, world, id, first_rank + i, &config);
         if (rc == ncclInProgress) rc = ncclSuccess;
     }
     if (!st) {
         ncclResult_t end = ncclGroupEnd();
         if (rc == ncclSuccess && end != ncclInProgress) rc = end;
     }
-    for (int r = 0; r < size && !st; r++) {
-        cudaSetDevice(devices[r]);
+    for (int i = 0; i < n_local && !st; i++) {
+        cudaSetDevice(devices[i]);
         ncclResult_t state = ncclInProgress;
         double deadline = mx_now_seconds() + timeout_s;
-        while (rc == ncclSuccess && n[r]->nc && ncclCommGetAsyncError(n[r]->nc, &state) == ncclSuccess &&
+        while (rc == ncclSuccess && n[i]->nc && ncclCommGetAsyncError(n[i]->nc, &state) == ncclSuccess &&
                state == ncclInProgress && mx_now_seconds() < deadline)
             usleep(100);
         if (rc != ncclSuccess || state != ncclSuccess)
-            st = mx_fail(MX_ERR_COMM, "creating the NCCL communicator of rank %d on cuda:%d: %s", r, devices[r],
-                         rc != ncclSuccess ? ncclGetErrorString(rc)
-                         : state == ncclInProgress ? "timed out" : ncclGetErrorString(state));
+            st = mx_fail(MX_ERR_COMM, "creating the NCCL communicator of rank %d on cuda:%d: %s", first_rank + i,
+                         devices[i], rc != ncclSuccess ? ncclGetErrorString(rc)
+                         : state == ncclInProgress ? "timed out (are all ranks started?)" : ncclGetErrorString(state));
     }
     if (devices[0] >= 0) cudaSetDevice(devices[0]);
-    for (int r = 0; r < size; r++) {
-        if (st && n[r] && n[r]->nc) {
-            ncclCommAbort(n[r]->nc);
-            n[r]->nc = NULL;
+    for (int i = 0; i < n_local; i++) {
+        if (st && n[i] && n[i]->nc) {
+            ncclCommAbort(n[i]->nc);
+            n[i]->nc = NULL;
         }
-        comms[r] = n[r] ? &n[r]->base : NULL;
-        if (n[r]) comm_fault_init(&n[r]->base);
+        comms[i] = n[i] ? &n[i]->base : NULL;
+        if (n[i]) comm_fault_init(&n[i]->base);
     }
     if (st) {
-        for (int r = 0; r < size; r++) mx_free(n[r]);
+        for (int i = 0; i < n_local; i++) mx_free(n[i]);
         mx_free(g);
-        for (int r = 0; r < size; r++) comms[r] = NULL;
+        for (int i = 0; i < n_local; i++) comms[i] = NULL;
     }
     mx_free(n);
     return st;
@@ -221,9 +242,24 @@ MxStatus comm_nccl_create(int size, const int *devices, double timeout_s, Comm *
 
 bool comm_nccl_available(void) { return false; }
 
+static MxStatus no_nccl(void) {
+    return mx_fail(MX_ERR_DEVICE, "this build has no NCCL (it needs the CUDA backend and libnccl)");
+}
+
 MxStatus comm_nccl_create(int size, const int *devices, double timeout_s, Comm **comms) {
     (void)size, (void)devices, (void)timeout_s, (void)comms;
-    return mx_fail(MX_ERR_DEVICE, "this build has no NCCL (it needs the CUDA backend and libnccl)");
+    return no_nccl();
+}
+
+MxStatus comm_nccl_unique_id(CommNcclId *id) {
+    (void)id;
+    return no_nccl();
+}
+
+MxStatus comm_nccl_create_ranks(const CommNcclId *id, int world, int first_rank, int n_local, const int *devices,
+                                double timeout_s, Comm **comms) {
+    (void)id, (void)world, (void)first_rank, (void)n_local, (void)devices, (void)timeout_s, (void)comms;
+    return no_nccl();
 }
 
 #endif

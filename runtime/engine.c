@@ -446,7 +446,8 @@ static void apply_pending_aborts(MxEngine *e) {
 // (the model's ranks failed; see tp_model.h). The error of the failed step stays current.
 static void fail_all(MxEngine *e) {
     char why[512];
-    snprintf(why, sizeof why, "%s", mx_last_error());
+    MxStatus code = mx_last_status();
+    snprintf(why, sizeof why, "%s", mx_last_detail());
     e->in_step = true;
     for (int i = 0; i < e->n_reqs; i++) {
         Request *r = e->reqs[i];
@@ -455,7 +456,7 @@ static void fail_all(MxEngine *e) {
         emit(r, -1, r->seq->n_tokens - r->seq->n_prompt, r->text_len, MX_FINISH_ERROR);
     }
     e->in_step = false;
-    mx_fail(MX_ERR_COMM, "%s", why);
+    mx_fail(code, "%s", why);
 }
 
 MxStatus mx_engine_step(MxEngine *e) {

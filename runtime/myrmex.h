@@ -56,8 +56,9 @@ typedef struct MxEngineOptions {
     void (*load_progress)(int layers_done, int layers_total); // weight loading, or NULL
     int tp;                 // tensor-parallel ranks the model is split over (default 1)
     const char *comm;       // how the ranks talk: "auto" (default: threads on the CPU; nccl
-                            // when each rank can have its own GPU, else loopback on one),
-                            // "threads", "loopback", "nccl"
+                            // when each rank can have its own GPU, else loopback on one;
+                            // under mpirun nccl on GPUs, mpi on the CPU), "threads",
+                            // "loopback", "nccl", "mpi"
     double comm_timeout_s;  // longest wait for another rank; then the step fails with
                             // MX_ERR_COMM, every request with MX_FINISH_ERROR (default 60)
 } MxEngineOptions;

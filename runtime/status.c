@@ -2,6 +2,8 @@
 #include "status.h"
 
 #include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
 
 static const char *const status_names[] = {
 #define MX_STATUS_NAME(name, text) #name,
@@ -41,5 +43,11 @@ MxStatus mx_fail(MxStatus code, const char *fmt, ...) {
 }
 
 const char *mx_last_error(void) { return last_error; }
+
+const char *mx_last_detail(void) {
+    const char *text = mx_status_text(last_status);
+    size_t n = strlen(text);
+    return strncmp(last_error, text, n) == 0 && strncmp(last_error + n, ": ", 2) == 0 ? last_error + n + 2 : last_error;
+}
 
 MxStatus mx_last_status(void) { return last_status; }

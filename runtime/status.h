@@ -96,6 +96,9 @@ const char *mx_status_text(MxStatus s);
 MxStatus mx_fail(MxStatus code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 // The last failure's detail on this thread: "<text>: <detail>", or "" when none.
 const char *mx_last_error(void);
+// Only its <detail> part (the whole message when it has no <text> prefix): for passing a
+// failure on under another mx_fail without repeating the description.
+const char *mx_last_detail(void);
 // The code of the last failure recorded on this thread.
 MxStatus mx_last_status(void);
 

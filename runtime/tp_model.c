@@ -19,7 +19,7 @@ typedef struct Worker {
 // Records a rank's result for the caller (mx_last_error is per thread).
 static void record(TpModel *t, int rank, MxStatus st) {
     t->status[rank] = st;
-    snprintf(t->error[rank], sizeof t->error[rank], "%s", st ? mx_last_error() : "");
+    snprintf(t->error[rank], sizeof t->error[rank], "%s", st ? mx_last_detail() : "");
 }
 
 static void *worker_main(void *arg) {
@@ -50,9 +50,9 @@ static MxStatus start_threads(TpModel *t) {
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->wake, NULL);
     pthread_cond_init(&t->done, NULL);
-    t->threads = mx_calloc((size_t)t->tp, sizeof *t->threads);
+    t->threads = mx_calloc((size_t)t->n_local, sizeof *t->threads);
     if (!t->threads) return mx_fail(MX_ERR_NOMEM, "rank threads");
-    for (int r = 1; r < t->tp; r++) {
+    for (int r = 1; r < t->n_local; r++) {
         Worker *w = mx_malloc(sizeof *w);
         if (!w) return mx_fail(MX_ERR_NOMEM, "rank threads");
         *w = (Worker){t, r};
@@ -68,29 +68,36 @@ static MxStatus start_threads(TpModel *t) {
 // ---- loading -------------------------------------------------------------------------------
 
 // The comm to use: the named one, or for "auto" NCCL when every rank can have its own GPU,
-// loopback on one GPU otherwise, threads on the CPU.
-static MxStatus choose_comm(const Backend *b, const TpOptions *o, const char **out) {
+// loopback on one GPU otherwise, threads on the CPU. Ranks in several processes (mpirun)
+// meet over NCCL on GPUs and over MPI ("mpi") on the CPU.
+static MxStatus choose_comm(const Backend *b, const TpOptions *o, int n_local, int first_device, bool cluster,
+                            const char **out) {
     bool cuda = b->device >= 0;
     const char *c = o->comm ? o->comm : "auto";
     if (strcmp(c, "auto") == 0) {
-        if (!cuda) c = "threads";
-        else if (comm_nccl_available() && b->device + o->tp <= backend_cuda_device_count()) c = "nccl";
+        if (!cuda) c = cluster ? "mpi" : "threads";
+        else if (cluster || (comm_nccl_available() && first_device + n_local <= backend_cuda_device_count())) c = "nccl";
         else c = "loopback";
     }
+    if (strcmp(c, "threads") && strcmp(c, "loopback") && strcmp(c, "nccl") && strcmp(c, "mpi"))
+        return mx_fail(MX_ERR_ARG, "unknown --comm '%s' (expected auto, threads, loopback, nccl or mpi)", c);
     if (strcmp(c, "threads") == 0 && cuda) return mx_fail(MX_ERR_ARG, "--comm threads is for the CPU backend; on a GPU use loopback or nccl");
     if ((strcmp(c, "loopback") == 0 || strcmp(c, "nccl") == 0) && !cuda)
         return mx_fail(MX_ERR_ARG, "--comm %s needs the CUDA backend", c);
-    if (strcmp(c, "threads") && strcmp(c, "loopback") && strcmp(c, "nccl"))
-        return mx_fail(MX_ERR_ARG, "unknown --comm '%s' (expected auto, threads, loopback or nccl)", c);
+    if (strcmp(c, "mpi") == 0 && (cuda || !cluster))
+        return mx_fail(MX_ERR_ARG, "--comm mpi joins CPU-backend ranks in processes started by mpirun");
+    if (cluster && (strcmp(c, "threads") == 0 || strcmp(c, "loopback") == 0))
+        return mx_fail(MX_ERR_ARG, "--comm %s cannot span the processes mpirun started (use auto)", c);
     if (strcmp(c, "nccl") == 0) {
         if (!comm_nccl_available()) return mx_fail(MX_ERR_ARG, "--comm nccl: this build has no NCCL");
         int n = backend_cuda_device_count();
-        if (b->device + o->tp > n)
-            return mx_fail(MX_ERR_DEVICE, "--tp %d over NCCL from cuda:%d needs %d GPUs; %d found (--comm loopback runs "
-                           "the ranks on one GPU)", o->tp, b->device, b->device + o->tp, n);
+        if (first_device + n_local > n)
+            return mx_fail(MX_ERR_DEVICE, "%d ranks over NCCL from cuda:%d need %d GPUs on this node; %d found%s", n_local,
+                           first_device, first_device + n_local, n,
+                           cluster ? "" : " (--comm loopback runs the ranks on one GPU)");
     }
-    if (strcmp(c, "nccl") && o->tp > OPS_MAX_RANKS)
-        return mx_fail(MX_ERR_ARG, "--comm %s supports up to %d ranks", c, OPS_MAX_RANKS);
+    if (strcmp(c, "nccl") && n_local > OPS_MAX_RANKS)
+        return mx_fail(MX_ERR_ARG, "--comm %s supports up to %d ranks per process", c, OPS_MAX_RANKS);
     *out = c;
     return MX_OK;
 }
@@ -118,35 +125,29 @@ static uint64_t options_fingerprint(const Model *m) {
     return h;
 }
 
-// Under mpirun: this process is rank cluster_rank() of tp == cluster_size(), on the CPU
-// backend; the processes agree on the options, the checkpoint and one KV pool size.
-static MxStatus load_cluster(const char *dir, const ModelConfig *dummy, const Backend *backend,
-                             const ModelOptions *opt, const TpOptions *tpo, TpModel *out) {
-    if (tpo->tp != cluster_size())
-        return mx_fail(MX_ERR_ARG, "mpirun started %d processes but --tp is %d: give --tp %d (one rank per process)",
-                       cluster_size(), tpo->tp, cluster_size());
-    if (!backend->ops->host_memory)
-        return mx_fail(MX_ERR_ARG, "ranks in separate processes run on the CPU backend only in this build "
-                       "(GPUs: one process with --tp N)");
-    out->cluster = true;
-    out->n_local = 1;
-    MxStatus st = alloc_tables(out);
-    if (st) return st;
-    ModelOptions o = *opt;
-    o.tp = tpo->tp, o.rank = cluster_rank(), o.defer_kv = true;
-    if (o.rank > 0) o.progress = NULL;
-    Model *m = &out->ranks[0];
-    int blocks = 0;
-    if (!(st = dir ? model_load(dir, backend, &o, m) : model_load_dummy(dummy, backend, &o, m)) &&
-        !(st = cluster_check_same(options_fingerprint(m), "the model config or options", tpo->timeout_s)) &&
-        !(st = cluster_check_same(m->w.fingerprint, "the checkpoint", tpo->timeout_s)) &&
-        !(st = model_kv_budget(m, 1, &blocks)) && !(st = cluster_min_int(&blocks, tpo->timeout_s)) &&
-        !(st = model_alloc_kv(m, blocks)) &&
-        !(st = comm_mpi_create(cluster_rank(), cluster_size(), backend->ops, tpo->timeout_s, &out->comms[0]))) {
-        m->comm = out->comms[0];
-        out->comm_name = "mpi";
+// This process's ranks' comms: one local group, NCCL, or a local group joined to the other
+// processes' over MPI.
+static MxStatus create_comms(TpModel *t, const char *comm, const Ops *ops) {
+    MxStatus st = MX_OK;
+    if (strcmp(comm, "nccl") == 0) {
+        int devices[SHARD_MAX_TP];
+        for (int i = 0; i < t->n_local; i++) devices[i] = t->ranks[i].backend.device;
+        // Process 0 makes the id; every process takes part in its broadcast, and one of all
+        // zeros (never a real id) tells the others that process 0 failed.
+        CommNcclId id = {{0}}, none = {{0}};
+        MxStatus made = cluster_rank() == 0 ? comm_nccl_unique_id(&id) : MX_OK;
+        if (t->cluster) st = cluster_bcast_bytes(id.bytes, sizeof id.bytes, t->timeout_s, "the NCCL id");
+        if (!st && made) st = made;
+        if (!st && memcmp(&id, &none, sizeof id) == 0) st = mx_fail(MX_ERR_COMM, "process 0 could not make the NCCL id");
+        if (!st) st = comm_nccl_create_ranks(&id, t->tp, t->first_rank, t->n_local, devices, t->timeout_s, t->comms);
+    } else if (t->cluster) {
+        Comm *outer = NULL;
+        if (!(st = comm_mpi_create(cluster_rank(), cluster_size(), ops, t->timeout_s, &outer)))
+            st = comm_local_create_spanning(t->n_local, t->first_rank, t->tp, outer, ops, t->timeout_s, t->comms);
+    } else {
+        st = comm_local_create(t->tp, ops, t->timeout_s, t->comms);
     }
-    if (st) tp_model_free(out);
+    for (int i = 0; i < t->n_local && !st; i++) t->ranks[i].comm = t->comms[i];
     return st;
 }
 
@@ -155,50 +156,55 @@ MxStatus tp_model_load(const char *dir, const ModelConfig *dummy, const Backend 
     memset(out, 0, sizeof *out);
     if (tpo->tp < 1 || tpo->tp > SHARD_MAX_TP) return mx_fail(MX_ERR_ARG, "--tp %d not in 1..%d", tpo->tp, SHARD_MAX_TP);
     if (!(tpo->timeout_s > 0)) return mx_fail(MX_ERR_ARG, "--comm-timeout %g must be > 0 seconds", tpo->timeout_s);
+    int procs = cluster_size();
+    if (tpo->tp % procs)
+        return mx_fail(MX_ERR_ARG, "mpirun started %d processes but --tp %d does not split over them: give --tp %d "
+                       "or a multiple of it (each process holds the same number of ranks)", procs, tpo->tp, procs);
     out->tp = tpo->tp;
     out->timeout_s = tpo->timeout_s;
     out->comm_name = "none";
-    if (cluster_active()) return load_cluster(dir, dummy, backend, opt, tpo, out);
-    out->n_local = tpo->tp;
+    out->cluster = procs > 1;
+    out->n_local = tpo->tp / procs;
+    out->first_rank = cluster_rank() * out->n_local;
+    // On GPUs each process on a node takes the next n_local devices.
+    int first_device = backend->device + (backend->device >= 0 ? cluster_node_rank() * out->n_local : 0);
     const char *comm = "none";
-    MxStatus st = tpo->tp > 1 ? choose_comm(backend, tpo, &comm) : MX_OK;
+    MxStatus st = tpo->tp > 1 ? choose_comm(backend, tpo, out->n_local, first_device, out->cluster, &comm) : MX_OK;
     if (st) return st;
     if ((st = alloc_tables(out))) return st;
     bool per_gpu = strcmp(comm, "nccl") == 0;
     // Weights and workspaces first, rank by rank, each on its device; then one KV size.
-    for (int r = 0; r < tpo->tp && !st; r++) {
+    for (int i = 0; i < out->n_local && !st; i++) {
         Backend b = *backend;
-        if (per_gpu && r > 0) {
+        int device = first_device + (per_gpu ? i : 0);
+        if (device != backend->device) {
             char name[32];
-            snprintf(name, sizeof name, "cuda:%d", backend->device + r);
+            snprintf(name, sizeof name, "cuda:%d", device);
             st = backend_open(name, &b);
         }
         if (!st) st = backend_bind_thread(&b);
         ModelOptions o = *opt;
-        o.tp = tpo->tp, o.rank = r, o.defer_kv = true;
-        if (r > 0) o.progress = NULL;
-        if (!st) st = dir ? model_load(dir, &b, &o, &out->ranks[r]) : model_load_dummy(dummy, &b, &o, &out->ranks[r]);
+        o.tp = tpo->tp, o.rank = out->first_rank + i, o.defer_kv = true;
+        if (o.rank > 0) o.progress = NULL;
+        if (!st) st = dir ? model_load(dir, &b, &o, &out->ranks[i]) : model_load_dummy(dummy, &b, &o, &out->ranks[i]);
     }
+    // Every process must agree on the options and the checkpoint before they talk.
+    if (!st && out->cluster &&
+        !(st = cluster_check_same(options_fingerprint(&out->ranks[0]), "the model config or options", tpo->timeout_s)))
+        st = cluster_check_same(out->ranks[0].w.fingerprint, "the checkpoint", tpo->timeout_s);
     int blocks = INT32_MAX;
-    for (int r = 0; r < tpo->tp && !st; r++) {
+    for (int i = 0; i < out->n_local && !st; i++) {
         int rb = 0;
-        if (!(st = backend_bind_thread(&out->ranks[r].backend)))
-            st = model_kv_budget(&out->ranks[r], per_gpu ? 1 : tpo->tp, &rb);
+        if (!(st = backend_bind_thread(&out->ranks[i].backend)))
+            st = model_kv_budget(&out->ranks[i], per_gpu ? 1 : out->n_local, &rb);
         if (rb < blocks) blocks = rb;
     }
-    for (int r = 0; r < tpo->tp && !st; r++)
-        if (!(st = backend_bind_thread(&out->ranks[r].backend))) st = model_alloc_kv(&out->ranks[r], blocks);
-    if (!st && tpo->tp > 1) {
-        if (per_gpu) {
-            int devices[SHARD_MAX_TP];
-            for (int r = 0; r < tpo->tp; r++) devices[r] = out->ranks[r].backend.device;
-            st = comm_nccl_create(tpo->tp, devices, tpo->timeout_s, out->comms);
-        } else {
-            st = comm_local_create(tpo->tp, backend->ops, tpo->timeout_s, out->comms);
-        }
-        for (int r = 0; r < tpo->tp && !st; r++) out->ranks[r].comm = out->comms[r];
-        if (!st) out->comm_name = comm;
-        if (!st) st = start_threads(out);
+    if (!st && out->cluster) st = cluster_min_int(&blocks, tpo->timeout_s);
+    for (int i = 0; i < out->n_local && !st; i++)
+        if (!(st = backend_bind_thread(&out->ranks[i].backend))) st = model_alloc_kv(&out->ranks[i], blocks);
+    if (!st && tpo->tp > 1 && !(st = create_comms(out, comm, backend->ops))) {
+        out->comm_name = comm;
+        st = start_threads(out);
     }
     if (!st) st = backend_bind_thread(&out->ranks[0].backend);
     if (st) tp_model_free(out);
@@ -236,8 +242,35 @@ void tp_model_free(TpModel *t) {
 
 // ---- steps ---------------------------------------------------------------------------------
 
-// Hands b to ranks 1.., runs rank 0 here, waits for the others and reports the first
-// failure (a rank's own error before the comm errors it caused on the others).
+// Hands b to local ranks 1.., runs local rank 0 here, waits for the others and reports the
+// first failure (a rank's own error before the comm errors it caused on the others). Any
+// failure leaves the model broken: the ranks may now disagree on their K/V.
+static MxStatus run_local(TpModel *t, const Batch *b, const StepSampling *s, int32_t *tokens, float *logits) {
+    Model *m0 = &t->ranks[0];
+    if (t->n_threads) {
+        pthread_mutex_lock(&t->mu);
+        t->batch = b;
+        t->n_done = 0;
+        t->job++;
+        pthread_cond_broadcast(&t->wake);
+        pthread_mutex_unlock(&t->mu);
+    }
+    MxStatus st = s ? model_forward_sample(m0, b, s, tokens, logits) : model_forward(m0, b, logits);
+    if (st && st != MX_ERR_COMM) comm_abort(m0->comm, "a rank's step failed");
+    record(t, 0, st);
+    if (t->n_threads) {
+        pthread_mutex_lock(&t->mu);
+        while (t->n_done < t->n_threads) pthread_cond_wait(&t->done, &t->mu);
+        pthread_mutex_unlock(&t->mu);
+    }
+    int first = -1;
+    for (int r = 0; r < t->n_local; r++)
+        if (t->status[r] && (first < 0 || (t->status[first] == MX_ERR_COMM && t->status[r] != MX_ERR_COMM))) first = r;
+    if (first < 0) return MX_OK;
+    t->broken = true;
+    return mx_fail(t->status[first], "rank %d: %s", t->first_rank + first, t->error[first]);
+}
+
 static MxStatus run_all(TpModel *t, const Batch *b, const StepSampling *s, int32_t *tokens, float *logits) {
     if (t->broken) return mx_fail(MX_ERR_COMM, "the tensor-parallel group failed earlier; restart the engine");
     Model *m0 = &t->ranks[0];
@@ -247,34 +280,11 @@ static MxStatus run_all(TpModel *t, const Batch *b, const StepSampling *s, int32
     // What every rank would refuse alike is refused before any rank starts, so that a
     // failure during the step always means the ranks fell out of step.
     if ((s && (st = step_sampling_check(s, b->n_rows))) || (st = model_check_batch(m0, b))) return st;
-    if (t->cluster) {
-        if ((st = cluster_send_step(b, t->timeout_s)) ||
-            (st = s ? model_forward_sample(m0, b, s, tokens, logits) : model_forward(m0, b, logits)))
-            t->broken = true;
+    if (t->cluster && (st = cluster_send_step(b, t->timeout_s))) {
+        t->broken = true;
         return st;
     }
-
-    pthread_mutex_lock(&t->mu);
-    t->batch = b;
-    t->n_done = 0;
-    t->job++;
-    pthread_cond_broadcast(&t->wake);
-    pthread_mutex_unlock(&t->mu);
-
-    st = s ? model_forward_sample(m0, b, s, tokens, logits) : model_forward(m0, b, logits);
-    if (st && st != MX_ERR_COMM) comm_abort(m0->comm, "rank 0's step failed");
-    record(t, 0, st);
-
-    pthread_mutex_lock(&t->mu);
-    while (t->n_done < t->n_threads) pthread_cond_wait(&t->done, &t->mu);
-    pthread_mutex_unlock(&t->mu);
-    int first = -1;
-    for (int r = 0; r < t->n_local; r++)
-        if (t->status[r] && (first < 0 || (t->status[first] == MX_ERR_COMM && t->status[r] != MX_ERR_COMM))) first = r;
-    if (first < 0) return MX_OK;
-    // Any failure on a rank aborted the comm: the ranks may now disagree on their K/V.
-    t->broken = true;
-    return mx_fail(t->status[first], "rank %d: %s", first, t->error[first]);
+    return run_local(t, b, s, tokens, logits);
 }
 
 MxStatus tp_model_forward_sample(TpModel *t, const Batch *b, const StepSampling *s, int32_t *tokens, float *logits) {
@@ -291,7 +301,7 @@ MxStatus tp_model_follow(TpModel *t) {
     MxStatus st = model_batch_init(m, &b);
     for (bool stop = false; !st;) {
         if ((st = cluster_recv_step(&b, &stop)) || stop) break;
-        st = model_forward(m, &b, NULL);
+        st = run_local(t, &b, NULL, NULL, NULL);
     }
     if (st) t->broken = true;
     batch_destroy(&b);

@@ -5,7 +5,8 @@
 // thread of their own and replay every step the caller runs.
 //
 // With tp 1 this is a plain Model with no threads and no comm. Under mpirun (cluster.h)
-// each process holds one rank: tp must equal the number of processes.
+// each of P processes holds tp / P consecutive ranks (tp a multiple of P), on the next
+// tp / P GPUs of its node for NCCL; process 0 holds rank 0 and broadcasts every step.
 #ifndef MYRMEX_TP_MODEL_H
 #define MYRMEX_TP_MODEL_H
 
@@ -17,7 +18,8 @@
 
 typedef struct TpOptions {
     int tp;            // ranks (default 1)
-    const char *comm;  // "auto" (default), "threads" (CPU), "loopback" (one GPU), "nccl" (a GPU per rank)
+    const char *comm;  // "auto" (default), "threads" (CPU), "loopback" (one GPU), "nccl" (a GPU per rank),
+                       // "mpi" (CPU ranks in processes started by mpirun)
     double timeout_s;  // longest wait for another rank before the group is aborted (default 60)
 } TpOptions;
 
@@ -25,14 +27,15 @@ TpOptions tp_options_default(void);
 
 typedef struct TpModel {
     int tp;                   // ranks in all
-    int n_local;              // ranks in this process: tp, or 1 under mpirun (cluster.h)
-    bool cluster;             // one rank per process; process 0 broadcasts each step
+    int n_local;              // ranks in this process: tp, or tp / processes under mpirun
+    int first_rank;           // the global rank of ranks[0] (0 without mpirun)
+    bool cluster;             // ranks in several processes; process 0 broadcasts each step
     double timeout_s;
     Model *ranks;             // [n_local]
     Comm **comms;             // [n_local] (NULL when tp 1)
-    const char *comm_name;    // "none", "threads", "loopback", "nccl"
+    const char *comm_name;    // "none", "threads", "loopback", "nccl", "mpi"
     bool broken;              // a collective failed: every later step fails with MX_ERR_COMM
-    // Ranks 1..tp-1: their threads and the step they are asked to run.
+    // Local ranks 1..n_local-1: their threads and the step they are asked to run.
     pthread_t *threads;
     int n_threads;
     pthread_mutex_t mu;
@@ -45,8 +48,9 @@ typedef struct TpModel {
     char (*error)[256];       // [n_local] its error detail
 } TpModel;
 
-// Loads dir (or, when dir is NULL, dummy weights of *dummy's shapes) as tp ranks starting
-// on `backend`: every rank on it for threads and loopback, on cuda:(device + r) for nccl.
+// Loads dir (or, when dir is NULL, dummy weights of *dummy's shapes) as this process's
+// ranks starting on `backend`: every rank on it for threads, loopback and mpi, on
+// cuda:(device + node offset + i) for nccl.
 // The KV pool gets the same number of blocks on every rank: what the tightest rank affords
 // (opt->kv_fraction of its free memory, split between the ranks sharing a device), or
 // opt->kv_blocks. Errors: the model load's, MX_ERR_TP_SPLIT, MX_ERR_ARG (a comm that this

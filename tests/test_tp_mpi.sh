@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Tensor parallelism across processes: `mpirun -np 2 myrmex generate --tp 2` on the CPU
-# backend gives exactly the output of one process with --tp 1 (and with --tp 2 threads),
-# several prompts at once; and when one process dies or stalls, the run fails within the
-# comm timeout with a non-zero exit instead of hanging. Skipped (77) without mpirun or when
-# the binary was built without MPI.
+# Tensor parallelism across processes: `mpirun -np 2 myrmex generate --tp 2` (one rank per
+# process) and `--tp 4` (two ranks per process, on threads, the processes joined over MPI)
+# on the CPU backend give exactly the output of one process with --tp 1 (and with --tp 2
+# threads), several prompts at once; and when a rank dies or stalls, in either layout, the
+# run fails within the comm timeout with a non-zero exit instead of hanging. Skipped (77)
+# without mpirun or when the binary was built without MPI.
 #
 # usage: test_tp_mpi.sh MYRMEX_BINARY FIXTURES_DIR
 set -uo pipefail
@@ -43,32 +44,49 @@ tokens_only() { grep -o '"output_ids":\[[^]]*\],"finish_reason":"[a-z]*"' "$1"; 
     fail "tp 2 threads exited $?: $(cat "$SCRATCH/threads.err")"
 timeout 120 "${MPIRUN[@]}" "$MYRMEX" "${common[@]}" --tp 2 >"$SCRATCH/mpi.json" 2>"$SCRATCH/mpi.err" ||
     fail "mpirun -np 2 exited $?: $(tail -5 "$SCRATCH/mpi.err")"
+timeout 120 "${MPIRUN[@]}" "$MYRMEX" "${common[@]}" --tp 4 >"$SCRATCH/mpi4.json" 2>"$SCRATCH/mpi4.err" ||
+    fail "mpirun -np 2 --tp 4 exited $?: $(tail -5 "$SCRATCH/mpi4.err")"
 n=$(tokens_only "$SCRATCH/one.json" | wc -l)
 [[ $n -eq 4 ]] || fail "tp 1 printed $n results, expected 4"
 diff <(tokens_only "$SCRATCH/one.json") <(tokens_only "$SCRATCH/threads.json") >/dev/null ||
     fail "tp 2 (threads) tokens differ from tp 1"
 diff <(tokens_only "$SCRATCH/one.json") <(tokens_only "$SCRATCH/mpi.json") >/dev/null ||
     fail "mpirun -np 2 tokens differ from tp 1: $(diff <(tokens_only "$SCRATCH/one.json") <(tokens_only "$SCRATCH/mpi.json") | head -4)"
+diff <(tokens_only "$SCRATCH/one.json") <(tokens_only "$SCRATCH/mpi4.json") >/dev/null ||
+    fail "mpirun -np 2 --tp 4 tokens differ from tp 1: $(diff <(tokens_only "$SCRATCH/one.json") <(tokens_only "$SCRATCH/mpi4.json") | head -4)"
 
-# --tp must match the number of processes.
-timeout 60 "${MPIRUN[@]}" "$MYRMEX" "${common[@]}" --tp 1 >/dev/null 2>"$SCRATCH/mismatch.err"
-rc=$?
-[[ $rc -ne 0 && $rc -ne 124 ]] || fail "mpirun with --tp 1 exited $rc, expected a clear failure"
-grep -q "give --tp 2" "$SCRATCH/mismatch.err" || fail "no --tp hint: $(tail -3 "$SCRATCH/mismatch.err")"
+# Layouts that cannot work are refused clearly: --tp not a multiple of the processes, and a
+# comm that cannot span processes.
+refused() { # expected-message args...
+    local want=$1
+    shift
+    timeout 60 "${MPIRUN[@]}" "$MYRMEX" "${common[@]}" "$@" >/dev/null 2>"$SCRATCH/refused.err"
+    local rc=$?
+    [[ $rc -ne 0 && $rc -ne 124 ]] || fail "mpirun with $* exited $rc, expected a clear failure"
+    grep -q "$want" "$SCRATCH/refused.err" || fail "mpirun with $*: no '$want': $(grep myrmex "$SCRATCH/refused.err" | head -2)"
+}
+refused "give --tp 2" --tp 1
+refused "give --tp 2 or a multiple" --tp 3
+refused "cannot span the processes" --tp 4 --comm threads
 
-# Faults: process 1 exits, or stalls, at its 5th collective (mid-step).
-for kind in exit stall; do
-    start=$(date +%s)
-    timeout 60 "${MPIRUN[@]}" -x MYRMEX_FAULT="1:$kind:5" "$MYRMEX" "${common[@]}" --tp 2 --comm-timeout 2 \
-        >/dev/null 2>"$SCRATCH/fault.err"
-    rc=$?
-    took=$(($(date +%s) - start))
-    [[ $rc -ne 0 ]] || fail "fault $kind: mpirun exited 0"
-    [[ $rc -ne 124 ]] || fail "fault $kind: the run hung (killed by timeout after 60 s)"
-    [[ $took -le 30 ]] || fail "fault $kind: took ${took}s to fail"
-    if [[ $kind == stall ]]; then
-        grep -q "waited" "$SCRATCH/fault.err" || fail "fault stall: no timeout report: $(tail -3 "$SCRATCH/fault.err")"
-    fi
+# Faults: rank R exits, or stalls, at its 5th collective (mid-step): with one rank per
+# process (R 1: process 1), and with two (R 3: process 1's second rank, on a thread).
+for spec in 2:1 4:3; do
+    tp=${spec%%:*} rank=${spec##*:}
+    for kind in exit stall; do
+        start=$(date +%s)
+        timeout 60 "${MPIRUN[@]}" -x MYRMEX_FAULT="$rank:$kind:5" "$MYRMEX" "${common[@]}" --tp "$tp" --comm-timeout 2 \
+            >/dev/null 2>"$SCRATCH/fault.err"
+        rc=$?
+        took=$(($(date +%s) - start))
+        what="fault $kind of rank $rank with --tp $tp"
+        [[ $rc -ne 0 ]] || fail "$what: mpirun exited 0"
+        [[ $rc -ne 124 ]] || fail "$what: the run hung (killed by timeout after 60 s)"
+        [[ $took -le 30 ]] || fail "$what: took ${took}s to fail"
+        if [[ $kind == stall ]]; then
+            grep -q "waited" "$SCRATCH/fault.err" || fail "$what: no timeout report: $(tail -3 "$SCRATCH/fault.err")"
+        fi
+    done
 done
 
 if [[ $failures -gt 0 ]]; then

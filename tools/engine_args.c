@@ -24,9 +24,9 @@ int engine_args_specs(EngineArgs *a, ArgSpec *out) {
         {"--prefix-cache", ARG_STRING, &a->prefix_cache, "on|off",
          "reuse the KV blocks of prompt prefixes shared between requests (default on)"},
         {"--tp", ARG_INT, &a->tp, "N", "split the model over N tensor-parallel ranks (default 1)"},
-        {"--comm", ARG_STRING, &a->comm, "auto|threads|loopback|nccl",
-         "how the ranks talk: threads (CPU), loopback (all ranks on one GPU), nccl (a GPU per rank); "
-         "auto picks (default)"},
+        {"--comm", ARG_STRING, &a->comm, "auto|threads|loopback|nccl|mpi",
+         "how the ranks talk: threads (CPU), loopback (all ranks on one GPU), nccl (a GPU per rank, also "
+         "across mpirun's processes), mpi (CPU ranks across mpirun's processes); auto picks (default)"},
         {"--comm-timeout", ARG_DOUBLE, &a->comm_timeout, "SECONDS",
          "longest wait for another rank before the run fails instead of hanging (default 60)"},
     };
@@ -46,8 +46,9 @@ const char *engine_args_apply(const EngineArgs *a, MxEngineOptions *o) {
     if (blocks && fraction) return "give --kv-blocks or --kv-fraction, not both";
     if (fraction && !(a->kv_fraction > 0 && a->kv_fraction <= 1)) return "--kv-fraction must be in (0, 1]";
     if (a->tp < 1 || a->tp > 64) return "--tp must be in [1, 64]";
-    if (strcmp(a->comm, "auto") && strcmp(a->comm, "threads") && strcmp(a->comm, "loopback") && strcmp(a->comm, "nccl"))
-        return "--comm must be auto, threads, loopback or nccl";
+    if (strcmp(a->comm, "auto") && strcmp(a->comm, "threads") && strcmp(a->comm, "loopback") && strcmp(a->comm, "nccl") &&
+        strcmp(a->comm, "mpi"))
+        return "--comm must be auto, threads, loopback, nccl or mpi";
     if (!(a->comm_timeout > 0 && a->comm_timeout <= 86400)) return "--comm-timeout must be in (0, 86400] seconds";
     bool on = strcmp(a->prefix_cache, "on") == 0;
     if (!on && strcmp(a->prefix_cache, "off") != 0) return "--prefix-cache must be on or off";
