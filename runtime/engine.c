@@ -586,6 +586,18 @@ void mx_engine_info(const MxEngine *e, MxEngineInfo *info) {
                            .device_index = m->backend.device};
 }
 
+int mx_engine_devices(const MxEngine *e, int *devices, int cap) {
+    int n = 0;
+    for (int r = 0; e && r < e->tp.n_local; r++) {
+        int d = e->tp.ranks[r].backend.device;
+        bool first = d >= 0; // listed once, by the first rank on it
+        for (int q = 0; q < r && first; q++) first = e->tp.ranks[q].backend.device != d;
+        if (first && n < cap) devices[n] = d;
+        n += first;
+    }
+    return n;
+}
+
 MxStatus mx_engine_device_memory(const MxEngine *e, size_t *used_bytes, size_t *total_bytes) {
     *used_bytes = *total_bytes = 0;
     if (!e) return mx_fail(MX_ERR_ARG, "no engine");

@@ -163,7 +163,8 @@ static MxStatus load_parts(Model *m, const char *dir) {
     if (st) return st;
     if ((st = backend_queue_create(&m->backend, m->opt.gemm, &m->queue))) return st;
     st = dir ? weights_load(dir, &m->cfg, &m->shard, m->ops, m->queue, m->opt.progress, &m->w)
-             : weights_init_dummy(&m->cfg, &m->shard, m->ops, m->queue, 1234 + 7919 * (uint64_t)m->opt.rank, &m->w);
+             : weights_init_dummy(&m->cfg, &m->shard, m->ops, m->queue, 1234 + 7919 * (uint64_t)m->opt.rank,
+                                  m->opt.progress, &m->w);
     if (st) return st;
     m->plan.weight_bytes = m->w.bytes;
     if ((st = alloc_workspace(m))) return st;

@@ -53,7 +53,7 @@ typedef struct MxEngineOptions {
     const char *dummy;      // with dir NULL: a model preset name (model_presets.h) or a
                             // config.json path (file or directory) whose shapes get random
                             // weights made on the device; nothing else is read (default NULL)
-    void (*load_progress)(int layers_done, int layers_total); // weight loading, or NULL
+    void (*load_progress)(int layers_done, int layers_total); // weight loading (dummy too), or NULL
     int tp;                 // tensor-parallel ranks the model is split over (default 1)
     const char *comm;       // how the ranks talk: "auto" (default: threads on the CPU; nccl
                             // when each rank can have its own GPU, else loopback on one;
@@ -216,6 +216,12 @@ typedef struct MxEngineInfo {
 
 // Strings are owned by the engine.
 void mx_engine_info(const MxEngine *e, MxEngineInfo *info);
+
+// The CUDA devices this process's tensor-parallel ranks run on, each once, in rank order
+// (comm "nccl": device, device + 1, ...; "loopback": one device for every rank): up to cap
+// of them into devices[], and their number is returned (more than cap: some left out).
+// 0 on the CPU backend. For figures that span the ranks' GPUs, such as energy.
+int mx_engine_devices(const MxEngine *e, int *devices, int cap);
 
 // Memory of the engine's device now: in use (total - free, other processes included) and
 // total, in bytes; on the CPU backend, the host's. MX_ERR_DEVICE when it cannot be read.

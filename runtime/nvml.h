@@ -9,6 +9,9 @@
 // A monitor thread samples power, clocks, temperature and throttle reasons every few tens
 // of milliseconds while a benchmark runs, so a slowdown between two readings is not missed
 // (a reading only at the end of a run would see only the last moment).
+//
+// One handle covers every GPU a process uses (tensor-parallel ranks on several GPUs): the
+// energy counter and the monitor's power are sums over them, a throttle on any one shows.
 #ifndef MYRMEX_NVML_H
 #define MYRMEX_NVML_H
 
@@ -17,10 +20,14 @@
 
 typedef struct Nvml Nvml;
 
-// Loads NVML and finds the GPU that CUDA numbers cuda_index (matched by PCI bus id in CUDA
-// builds, since NVML and CUDA may order devices differently; by index otherwise). Returns
-// NULL when NVML or the device is unavailable, with the reason in why[0..why_len).
-Nvml *nvml_open(int cuda_index, char *why, size_t why_len);
+#define NVML_MAX_GPUS 64 // the most tensor-parallel ranks (SHARD_MAX_TP), so the most GPUs
+
+// Loads NVML and finds the GPUs that CUDA numbers cuda_index[0..n) (each matched by PCI bus
+// id in CUDA builds, since NVML and CUDA may order devices differently; by index otherwise).
+// Returns NULL when NVML or any of the devices is unavailable (a sum missing one GPU would
+// be wrong, not approximate), with the reason in why[0..why_len): "no GPU in use" when n is
+// 0 or an index is negative (the CPU backend).
+Nvml *nvml_open(const int *cuda_index, int n, char *why, size_t why_len);
 // Stops the monitor and unloads NVML. NULL is fine.
 void nvml_close(Nvml *n);
 
@@ -36,20 +43,31 @@ typedef struct NvmlState {
     unsigned long long throttle;  // clock event reasons (nvmlClocksThrottleReasons bits)
 } NvmlState;
 
-void nvml_read(Nvml *n, NvmlState *out);
+// GPUs the handle covers (the n given to nvml_open).
+int nvml_gpu_count(const Nvml *n);
+// GPU `gpu` (0..count-1, in nvml_open's order) now.
+void nvml_read(Nvml *n, int gpu, NvmlState *out);
+// All of them as one: power and power limit summed (each only when every GPU reports it),
+// temperature the highest, clocks the lowest, throttle reasons OR'd, name "NAME" for one
+// GPU, "N x NAME" for N alike, else the names joined with " + ".
+void nvml_state_sum(const NvmlState *gpus, int n, NvmlState *out);
 
-// The total energy counter (joules since the driver loaded; Volta and newer). Its
-// resolution is 1 mJ but the driver refreshes it only every few to tens of milliseconds,
-// so differences over short windows are coarse. false when not supported.
+// The total energy counter summed over the GPUs (joules since the driver loaded; Volta and
+// newer). Its resolution is 1 mJ but the driver refreshes it only every few to tens of
+// milliseconds, so differences over short windows are coarse. false when any GPU lacks it.
 bool nvml_energy_joules(Nvml *n, double *joules);
 
-// Extremes over a window of monitor samples.
+// Extremes over a window of monitor samples, each sample a reading of every GPU.
 typedef struct NvmlWindow {
     int samples;
-    unsigned long long throttle_any; // OR of every sample's reasons
-    unsigned temp_max_c, sm_mhz_min, sm_mhz_max;
-    double power_max_w;
+    unsigned long long throttle_any; // OR of every sample's reasons, every GPU's
+    unsigned temp_max_c, sm_mhz_min, sm_mhz_max; // over every GPU
+    double power_max_w;              // the highest total board power of one sample
 } NvmlWindow;
+
+// An empty window; nvml_window_add folds one sample of n GPUs into it.
+void nvml_window_init(NvmlWindow *w);
+void nvml_window_add(NvmlWindow *w, const NvmlState *gpus, int n);
 
 // Starts the sampling thread (period in milliseconds, >= 1). false when it cannot start.
 bool nvml_monitor_start(Nvml *n, int period_ms);

@@ -263,7 +263,7 @@ static MxStatus dummy(ModelWeights *w, void *queue, size_t n, uint64_t seed, flo
 }
 
 MxStatus weights_init_dummy(const ModelConfig *c, const ShardLayout *sh, const Ops *ops, void *queue, uint64_t seed,
-                            ModelWeights *out) {
+                            void (*progress)(int done, int total), ModelWeights *out) {
     memset(out, 0, sizeof *out);
     out->ops = ops;
     out->cfg = c;
@@ -288,6 +288,10 @@ MxStatus weights_init_dummy(const ModelConfig *c, const ShardLayout *sh, const O
             (st = dummy(out, queue, 2 * in * d, s + 4, -a, a, &lw->w_gate_up)) ||
             (st = dummy(out, queue, d * in, s + 5, -a, a, &lw->w_down)))
             break;
+        if (progress) { // fills run asynchronously: wait for the layer, so the bar follows the device
+            if (ops->sync(queue) != OPS_OK) st = mx_fail(MX_ERR_OPS, "filling dummy weights");
+            else progress(l + 1, c->n_layers);
+        }
     }
     if (!st) st = dummy(out, queue, d, seed + 2, 1, 1, &out->final_norm);
     if (!st) {

@@ -53,8 +53,9 @@ MxStatus weights_load(const char *dir, const ModelConfig *cfg, const ShardLayout
                       void (*progress)(int done, int total), ModelWeights *out);
 // Dummy weights of cfg's shapes made in backend memory by Ops.fill (nothing read from disk,
 // no host copy): matrices uniform with std 0.02, norm weights 1. bf16 on every backend.
+// progress, when not NULL, is called after each layer is filled, as for weights_load.
 MxStatus weights_init_dummy(const ModelConfig *cfg, const ShardLayout *shard, const Ops *ops, void *queue, uint64_t seed,
-                            ModelWeights *out);
+                            void (*progress)(int done, int total), ModelWeights *out);
 
 void weights_free(ModelWeights *w);
 

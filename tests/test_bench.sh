@@ -2,8 +2,9 @@
 # myrmex bench on the CPU: a tiny sweep on dummy weights from a fixture's config.json and on
 # a fixture model directory produces complete JSON (every field checked, counts exact),
 # energy is "unavailable" without NVML, CSV and the table have their rows, bad sweep flags
-# exit 2 naming the problem, runtime problems exit 1, and the plot script renders the JSON
-# (when matplotlib is installed).
+# exit 2 naming the problem, runtime problems exit 1, the plot script renders the JSON
+# (when matplotlib is installed), tensor-parallel ranks on the CPU leave energy unavailable,
+# and a dummy load draws its per-layer loading bar on a terminal only (script(1) provides one).
 #
 # usage: test_bench.sh MYRMEX_BINARY FIXTURES_DIR
 set -euo pipefail
@@ -155,6 +156,33 @@ if python3 -c "import matplotlib" 2>/dev/null; then
     [[ ! -e $SCRATCH/plots/bench_energy.png ]] || fail "an energy chart without measured energy"
 else
     echo "matplotlib not installed: plot check skipped"
+fi
+
+# 7. --tp 2 on the CPU (thread ranks): no GPU among the ranks, so energy stays unavailable.
+run 0 "${CPU[@]}" --tp 2 --dummy "$FIXTURES/gqa/config.json" -b 2 -i 4 -o 3 -r 1 --warmup 0 --json
+python3 - "$SCRATCH/o" <<'EOF' || fail "tp 2 JSON checks"
+import json, sys
+doc = json.loads(open(sys.argv[1]).read())
+ok = doc["manifest"]["gpu"] == {"status": "unavailable", "reason": "no GPU in use"} and "tp 2 over threads" in doc["engine"]["memory_plan"]
+ok = ok and doc["idle"]["status"] == "unavailable" and len(doc["results"]) == 1
+ok = ok and doc["results"][0]["energy"] == {"status": "unavailable", "reason": "no GPU in use"} and doc["results"][0]["requests"] == 2
+sys.exit(0 if ok else 1)
+EOF
+
+# 8. The loading bar, per layer for dummy weights as for a directory: on a terminal, never
+#    into a pipe.
+TINY=(--dummy "$FIXTURES/gqa/config.json" -b 1 -i 2 -o 2 -r 1 --warmup 0)
+run 0 "${CPU[@]}" "${TINY[@]}"
+! grep -qF "loading weights" "$SCRATCH/e" || fail "a loading bar written into a pipe"
+if command -v script >/dev/null; then
+    rc=0
+    script -qec "$(printf '%q ' "$MYRMEX" bench "${CPU[@]}" "${TINY[@]}")" /dev/null </dev/null >"$SCRATCH/tty" 2>&1 || rc=$?
+    [[ $rc -eq 0 ]] || fail "bench on a terminal exited $rc: $(head -c 400 "$SCRATCH/tty")"
+    for want in "loading weights [###############...............] 1/2" "loading weights [##############################] 2/2"; do
+        grep -qF -- "$want" "$SCRATCH/tty" || fail "no '$want' on a terminal: $(head -c 400 "$SCRATCH/tty")"
+    done
+else
+    echo "script(1) not installed: terminal check skipped"
 fi
 
 if [[ $failures -ne 0 ]]; then

@@ -13,7 +13,8 @@
 //   leave 0 live blocks, with the invariants checked after every step;
 // - stop conditions: max tokens, eos ids from config.json and generation_config.json, stop
 //   ids, stop strings matched across tokens, and the streamed events;
-// - bad requests and options: the named errors, nothing leaked (ASan build).
+// - bad requests and options: the named errors, nothing leaked (ASan build);
+// - the CUDA devices of the ranks (mx_engine_devices), tp 1 and 2.
 //
 // gpu_test_engine.c includes this file with ENGINE_DEVICE "cuda": bf16 rounding depends on
 // batch shapes there, so tokens are compared only up to the first step whose top-2 logprob
@@ -756,6 +757,32 @@ static void test_step_nomem(void) {
     fprintf(stderr, "  %d step failures, %d requests ended in error, all clean\n", step_failures, errors);
 }
 
+// The CUDA devices of the engine's ranks (what bench sums energy over): none on the CPU; on a
+// GPU, the engine's own first and each device once (loopback ranks share one, nccl ranks
+// take the next ones).
+static void test_devices(void) {
+    for (int tp = 1; tp <= 2; tp++) {
+        MxEngineOptions o = options(4, 64, 4, 8, true);
+        o.tp = tp;
+        MxEngine *e = NULL;
+        CHECK_STATUS(mx_engine_create(variant("gqa"), &o, &e), MX_OK);
+        if (!e) return;
+        MxEngineInfo info;
+        mx_engine_info(e, &info);
+        int dev[4] = {-9, -9, -9, -9};
+        int n = mx_engine_devices(e, dev, 4);
+        if (info.device_index < 0) {
+            CHECK(n == 0 && dev[0] == -9);
+        } else {
+            CHECK(n >= 1 && n <= tp && dev[0] == info.device_index);
+            CHECK(n < 2 || dev[1] == info.device_index + 1);
+        }
+        CHECK(mx_engine_devices(e, dev, 0) == n); // counted even where none fits
+        mx_engine_destroy(e);
+    }
+    CHECK(mx_engine_devices(NULL, NULL, 0) == 0);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) fixtures = argv[1];
     MxEngineOptions probe = options(16, 16, 1, 4, false);
@@ -771,6 +798,7 @@ int main(int argc, char **argv) {
     RUN(test_abort_storm);
     RUN(test_stop_conditions);
     RUN(test_errors);
+    RUN(test_devices);
     RUN(test_step_nomem);
     RUN(test_create_nomem);
     return test_exit();

@@ -1,6 +1,7 @@
 // Loading a model directory: each tensor-level check of RELIABILITY.md gets a model built
 // with exactly one defect and asserts its named error; allocation failures at every point
-// of model_load fail cleanly (no leak under ASan); bad generate requests are refused.
+// of model_load fail cleanly (no leak under ASan); bad generate requests are refused; the
+// load-progress callback runs once per layer for a directory and for dummy weights.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,6 +235,37 @@ static void test_dummy_model(void) {
     free(logits[1]);
 }
 
+// The load-progress callback: once per layer, in order, for a directory and for dummy
+// weights alike (bench draws its bar from it).
+static int progress_calls, progress_last, progress_total;
+static bool progress_in_order;
+
+static void count_progress(int done, int total) {
+    progress_in_order &= done == progress_last + 1 && (progress_total == 0 || total == progress_total);
+    progress_calls++;
+    progress_last = done;
+    progress_total = total;
+}
+
+static void test_load_progress(void) {
+    const char *dir = make_model(&(Defect){0});
+    ModelConfig cfg;
+    CHECK_STATUS(model_config_load(dir, &cfg), MX_OK);
+    for (int dummy = 0; dummy < 2; dummy++) {
+        ModelOptions opt = model_options_default();
+        opt.kv_blocks = 4;
+        opt.progress = count_progress;
+        progress_calls = progress_last = progress_total = 0;
+        progress_in_order = true;
+        Model m;
+        CHECK_STATUS(dummy ? model_load_dummy(&cfg, test_cpu_backend(), &opt, &m)
+                           : model_load(dir, test_cpu_backend(), &opt, &m),
+                     MX_OK);
+        model_free(&m);
+        CHECK(progress_calls == LAYERS && progress_last == LAYERS && progress_total == LAYERS && progress_in_order);
+    }
+}
+
 static void test_bad_options(void) {
     const char *dir = make_model(&(Defect){0});
     ModelOptions opt = model_options_default();
@@ -307,6 +339,7 @@ int main(void) {
     RUN(test_unaligned_tensors);
     RUN(test_bad_options);
     RUN(test_dummy_model);
+    RUN(test_load_progress);
     RUN(test_alloc_failures);
     RUN(test_generate_errors);
     return test_exit();

@@ -11,7 +11,8 @@
 // Energy: NVML's total-energy counter is read before each batch, after the step in which
 // the last request got its first token, and at the end: prefill joules / (b * i) and decode
 // joules / decode tokens. The idle power (counter over --idle-seconds before anything runs)
-// is reported beside it, not subtracted.
+// is reported beside it, not subtracted. With tensor parallelism both are sums over every
+// GPU this process's ranks use (mx_engine_devices), and the throttle monitor watches them all.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,7 +220,9 @@ typedef struct ConfigResult {
 typedef struct Bench {
     MxEngine *e;
     MxEngineInfo info;
-    Nvml *nvml;
+    Nvml *nvml;        // every GPU in gpus, or NULL
+    int gpus[NVML_MAX_GPUS]; // CUDA devices of the engine's ranks
+    int n_gpus;
     int vocab;
     int32_t *prompt;   // [max input]
     int64_t *ids;      // [max batch]
@@ -348,7 +351,7 @@ static void config_free(ConfigResult *r) {
 
 static double rate(double n, double s) { return s > 0 ? n / s : 0; }
 
-static cJSON *energy_json(const ConfigResult *r, const char *why) {
+static cJSON *energy_json(const ConfigResult *r, int n_gpus, const char *why) {
     cJSON *o = cJSON_CreateObject();
     if (!r->energy_ok) {
         cJSON_AddStringToObject(o, "status", "unavailable");
@@ -356,6 +359,7 @@ static cJSON *energy_json(const ConfigResult *r, const char *why) {
         return o;
     }
     cJSON_AddStringToObject(o, "status", "measured");
+    cJSON_AddNumberToObject(o, "gpus", n_gpus); // the joules and watts are their sum
     cJSON_AddNumberToObject(o, "prefill_joules", r->prefill_j);
     cJSON_AddNumberToObject(o, "decode_joules", r->decode_j);
     cJSON_AddNumberToObject(o, "joules_per_prefill_token", rate(r->prefill_j, (double)r->prefill_tokens));
@@ -365,7 +369,7 @@ static cJSON *energy_json(const ConfigResult *r, const char *why) {
     return o;
 }
 
-static cJSON *result_json(const ConfigResult *r, int reps, bool gpu_memory, const char *why) {
+static cJSON *result_json(const ConfigResult *r, int reps, bool gpu_memory, int n_gpus, const char *why) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "batch", r->c.batch);
     cJSON_AddNumberToObject(o, "input_len", r->c.input_len);
@@ -386,7 +390,7 @@ static cJSON *result_json(const ConfigResult *r, int reps, bool gpu_memory, cons
     cJSON_AddNumberToObject(o, "peak_memory_bytes", (double)r->peak_bytes);
     cJSON_AddStringToObject(o, "peak_memory_source", gpu_memory ? "device_used" : "process_peak_rss");
     cJSON_AddNumberToObject(o, "prefix_cache_hit_tokens", (double)r->cached_tokens);
-    cJSON_AddItemToObject(o, "energy", energy_json(r, why));
+    cJSON_AddItemToObject(o, "energy", energy_json(r, n_gpus, why));
     if (r->have_window) {
         char names[256];
         nvml_throttle_names(r->window.throttle_any, names, sizeof names);
@@ -413,8 +417,7 @@ typedef struct RunInfo {
     bool idle_ok;
     double idle_w, idle_s;
     const char *nvml_why;
-    cJSON *gpu_start;        // NvmlState JSON at start (owned until printed)
-    NvmlState start, end;
+    NvmlState start[NVML_MAX_GPUS], end[NVML_MAX_GPUS]; // each GPU's, as Bench.gpus
 } RunInfo;
 
 static cJSON *list_json(const IntList *l) {
@@ -423,15 +426,30 @@ static cJSON *list_json(const IntList *l) {
     return a;
 }
 
+// The manifest's GPU: `start` and `end` of all GPUs as one (nvml_state_sum: for one GPU, its
+// own state), and `gpus`, each GPU's CUDA index and its own start and end.
+static cJSON *gpu_json(const Bench *b, const RunInfo *ri) {
+    cJSON *gpu = cJSON_CreateObject();
+    cJSON_AddStringToObject(gpu, "status", "available");
+    NvmlState sum;
+    nvml_state_sum(ri->start, b->n_gpus, &sum);
+    cJSON_AddItemToObject(gpu, "start", nvml_state_json(&sum));
+    nvml_state_sum(ri->end, b->n_gpus, &sum);
+    cJSON_AddItemToObject(gpu, "end", nvml_state_json(&sum));
+    cJSON *arr = cJSON_AddArrayToObject(gpu, "gpus");
+    for (int i = 0; i < b->n_gpus; i++) {
+        cJSON *g = cJSON_CreateObject();
+        cJSON_AddNumberToObject(g, "cuda_index", b->gpus[i]);
+        cJSON_AddItemToObject(g, "start", nvml_state_json(&ri->start[i]));
+        cJSON_AddItemToObject(g, "end", nvml_state_json(&ri->end[i]));
+        cJSON_AddItemToArray(arr, g);
+    }
+    return gpu;
+}
+
 static int print_bench_json(const Bench *b, const RunInfo *ri, const ConfigResult *res, int n) {
     const Flags *f = ri->f;
-    cJSON *gpu = NULL;
-    if (b->nvml) {
-        gpu = cJSON_CreateObject();
-        cJSON_AddStringToObject(gpu, "status", "available");
-        cJSON_AddItemToObject(gpu, "start", nvml_state_json(&ri->start));
-        cJSON_AddItemToObject(gpu, "end", nvml_state_json(&ri->end));
-    }
+    cJSON *gpu = b->nvml ? gpu_json(b, ri) : NULL;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "benchmark", "myrmex bench");
     cJSON_AddItemToObject(root, "manifest", bench_manifest(gpu, ri->nvml_why));
@@ -465,6 +483,7 @@ static int print_bench_json(const Bench *b, const RunInfo *ri, const ConfigResul
     cJSON *idle = cJSON_AddObjectToObject(root, "idle");
     if (ri->idle_ok) {
         cJSON_AddStringToObject(idle, "status", "measured");
+        cJSON_AddNumberToObject(idle, "gpus", b->n_gpus); // watts: their sum
         cJSON_AddNumberToObject(idle, "watts", ri->idle_w);
         cJSON_AddNumberToObject(idle, "seconds", ri->idle_s);
     } else {
@@ -473,7 +492,7 @@ static int print_bench_json(const Bench *b, const RunInfo *ri, const ConfigResul
     }
     cJSON *arr = cJSON_AddArrayToObject(root, "results");
     for (int i = 0; i < n; i++)
-        cJSON_AddItemToArray(arr, result_json(&res[i], f->reps, b->info.device_index >= 0, ri->nvml_why));
+        cJSON_AddItemToArray(arr, result_json(&res[i], f->reps, b->info.device_index >= 0, b->n_gpus, ri->nvml_why));
     return print_json_line(root);
 }
 
@@ -502,8 +521,11 @@ static void print_table(const Bench *b, const RunInfo *ri, const ConfigResult *r
     printf("model: %s (%s); %s\n", ri->f->model_dir ? ri->f->model_dir : ri->f->dummy,
            ri->f->model_dir ? "weights from disk" : "dummy weights", b->info.device);
     printf("memory plan: %s\n", b->info.memory_plan);
-    if (b->nvml && ri->idle_ok) printf("energy: NVML, idle power %.1f W over %.1f s (not subtracted)\n", ri->idle_w, ri->idle_s);
-    else if (b->nvml) printf("energy: NVML (idle power not measured)\n");
+    char over[48] = "";
+    if (b->n_gpus > 1) snprintf(over, sizeof over, " summed over %d GPUs", b->n_gpus);
+    if (b->nvml && ri->idle_ok)
+        printf("energy: NVML%s, idle power %.1f W over %.1f s (not subtracted)\n", over, ri->idle_w, ri->idle_s);
+    else if (b->nvml) printf("energy: NVML%s (idle power not measured)\n", over);
     else printf("energy: unavailable (%s)\n", ri->nvml_why);
     printf("%d warm-up + %d measured batches per configuration; times in ms (p50/p99)\n\n", ri->f->warmup, ri->f->reps);
     printf("%5s %6s %5s | %17s | %8s | %15s | %17s | %10s %10s | %9s | %9s %9s | %s\n", "batch", "in", "out",
@@ -606,10 +628,11 @@ int cmd_bench(int argc, char **argv) {
         if (!res || !b.prompt || !b.ids || !b.rec || !b.scratch) st = mx_fail(MX_ERR_NOMEM, "bench buffers");
     }
     if (!st) {
-        b.nvml = nvml_open(b.info.device_index, why, sizeof why);
+        b.n_gpus = mx_engine_devices(b.e, b.gpus, NVML_MAX_GPUS); // more than NVML_MAX_GPUS: nvml_open refuses
+        b.nvml = nvml_open(b.gpus, b.n_gpus, why, sizeof why);
         ri.nvml_why = b.nvml ? NULL : why;
         if (b.nvml) {
-            nvml_read(b.nvml, &ri.start);
+            for (int g = 0; g < b.n_gpus; g++) nvml_read(b.nvml, g, &ri.start[g]);
             double j;
             bool counter = nvml_energy_joules(b.nvml, &j);
             if (!counter) snprintf(why, sizeof why, "this GPU or driver has no total-energy counter");
@@ -618,7 +641,7 @@ int cmd_bench(int argc, char **argv) {
             nvml_monitor_start(b.nvml, 20); // 20 ms: several samples even in a short decode phase
         }
         st = run_sweep(&b, &f, res, &n_done);
-        if (b.nvml) nvml_read(b.nvml, &ri.end);
+        for (int g = 0; b.nvml && g < b.n_gpus; g++) nvml_read(b.nvml, g, &ri.end[g]);
     }
     if (!st) {
         if (f.json) rc = print_bench_json(&b, &ri, res, n_done) ? 1 : 0;
