@@ -9,6 +9,7 @@
 set -euo pipefail
 
 MYRMEX=${1:?usage: test_bench_serve.sh MYRMEX_BINARY FIXTURES_DIR}
+"$MYRMEX" version | grep -q " bench-serve on" || { echo "skipped: this build left out bench-serve"; exit 77; }
 HERE=$(cd "$(dirname "$0")" && pwd)
 command -v python3 >/dev/null || { echo "python3 not found: skipped"; exit 77; }
 if [[ -n "${MYRMEX_TMP:-}" ]]; then

@@ -10,6 +10,8 @@
 set -euo pipefail
 
 MYRMEX=${1:?usage: test_bench_serve_myrmex.sh MYRMEX_BINARY FIXTURES_DIR}
+"$MYRMEX" version | grep -q " serve on" || { echo "skipped: this build left out serve"; exit 77; }
+"$MYRMEX" version | grep -q " bench-serve on" || { echo "skipped: this build left out bench-serve"; exit 77; }
 FIXTURES=${2:?usage: test_bench_serve_myrmex.sh MYRMEX_BINARY FIXTURES_DIR}
 command -v python3 >/dev/null || { echo "python3 not found: skipped"; exit 77; }
 if [[ -n "${MYRMEX_TMP:-}" ]]; then

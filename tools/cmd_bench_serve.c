@@ -9,6 +9,10 @@
 // Prompts: random token ids of --input-len (sent as a token-id array, which OpenAI's
 // completions API accepts), or a JSONL file. Each sweep point (concurrency x rate) sends
 // --num-prompts requests.
+#include "commands.h"
+
+#if MYRMEX_HAVE_BENCH_SERVE
+
 #include <curl/curl.h>
 #include <math.h>
 #include <stdio.h>
@@ -20,7 +24,6 @@
 #include "bench_common.h"
 #include "bench_metrics.h"
 #include "bench_sse.h"
-#include "commands.h"
 #include "json_util.h"
 #include "nvml.h"
 
@@ -557,11 +560,12 @@ int cmd_bench_serve(int argc, char **argv) {
         }
     if (!st && f.json) {
         char why[256];
-        Nvml *nvml = nvml_open(0, why, sizeof why); // this host's GPU 0: the server's when it runs here
+        int gpu0 = 0; // this host's GPU 0: the server's when it runs here
+        Nvml *nvml = nvml_open(&gpu0, 1, why, sizeof why);
         cJSON *gpu = NULL;
         if (nvml) {
             NvmlState s;
-            nvml_read(nvml, &s);
+            nvml_read(nvml, 0, &s);
             gpu = cJSON_CreateObject();
             cJSON_AddStringToObject(gpu, "status", "this host's GPU 0 after the run");
             cJSON_AddItemToObject(gpu, "end", nvml_state_json(&s));
@@ -604,3 +608,16 @@ int cmd_bench_serve(int argc, char **argv) {
     int_list_free(&f.concurrency);
     return rc;
 }
+
+#else // built without it (-DMYRMEX_BENCH_SERVE=OFF)
+
+#include <stdio.h>
+
+int cmd_bench_serve(int argc, char **argv) {
+    (void)argc, (void)argv;
+    fprintf(stderr, "myrmex bench-serve: this build left it out: install libcurl (Debian libcurl4-openssl-dev)\n"
+                    "and rebuild with -DMYRMEX_BENCH_SERVE=ON\n");
+    return 1;
+}
+
+#endif

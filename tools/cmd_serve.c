@@ -5,12 +5,15 @@
 //
 // Signals: SIGINT and SIGTERM are blocked in every thread before any starts; the main
 // thread waits for one with sigwait, then stops the server gracefully and exits 0.
+#include "commands.h"
+
+#if MYRMEX_HAVE_SERVE
+
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "args.h"
-#include "commands.h"
 #include "engine_args.h"
 #include "myrmex.h"
 #include "server.h"
@@ -131,3 +134,16 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr, "myrmex serve: stopped\n");
     return 0;
 }
+
+#else // built without it (-DMYRMEX_SERVE=OFF)
+
+#include <stdio.h>
+
+int cmd_serve(int argc, char **argv) {
+    (void)argc, (void)argv;
+    fprintf(stderr, "myrmex serve: this build left it out: install libmicrohttpd (Debian libmicrohttpd-dev)\n"
+                    "and rebuild with -DMYRMEX_SERVE=ON\n");
+    return 1;
+}
+
+#endif

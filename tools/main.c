@@ -56,7 +56,18 @@ static int cmd_version(int argc, char **argv) {
 #else
     const char *mpi = "off";
 #endif
-    printf("myrmex %s (CUDA backend %s, MPI %s, built with %s %s)\n", MYRMEX_VERSION, cuda, mpi, cc, __VERSION__);
+#ifdef MYRMEX_HAVE_SERVE
+    const char *serve = "on";
+#else
+    const char *serve = "off";
+#endif
+#ifdef MYRMEX_HAVE_BENCH_SERVE
+    const char *bench_serve = "on";
+#else
+    const char *bench_serve = "off";
+#endif
+    printf("myrmex %s (CUDA backend %s, MPI %s, serve %s, bench-serve %s, built with %s %s)\n", MYRMEX_VERSION, cuda,
+           mpi, serve, bench_serve, cc, __VERSION__);
     return 0;
 }
 
