@@ -13,6 +13,7 @@
 #ifndef MYRMEX_SERVER_H
 #define MYRMEX_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "myrmex.h"
@@ -42,6 +43,10 @@ typedef struct Server Server;
 MxStatus server_start(MxEngine *e, const ServerConfig *cfg, Server **out);
 // The bound port.
 int server_port(const Server *s);
+// True once the engine cannot run any more (its tensor-parallel ranks failed: a rank died,
+// stalled past --comm-timeout or erred). Every request is then answered 503; the caller
+// should server_stop and exit non-zero so that a supervisor restarts the server.
+bool server_failed(Server *s);
 // Graceful stop: refuses new requests (503), waits up to shutdown_grace_s for in-flight
 // ones, aborts the rest (each still gets its one final answer), joins the engine thread,
 // closes every connection and frees everything. The engine is left idle. NULL is fine.

@@ -148,8 +148,9 @@ static bool job_add(Server *s, Job *j, Answer *fail) {
                 mx_engine_release(s->engine, j->choices[i].id);
                 j->choices[i].id = 0;
             }
-            *fail = (Answer){error_body(false, client ? 400 : 500, client ? "invalid_request_error" : "server_error", NULL, msg),
-                             client ? 400 : 500};
+            if (st == MX_ERR_COMM) *fail = (Answer){error_body(false, 503, "server_error", "engine_failed", ENGINE_DEAD_MESSAGE), 503};
+            else *fail = (Answer){error_body(false, client ? 400 : 500, client ? "invalid_request_error" : "server_error", NULL, msg),
+                                  client ? 400 : 500};
             return false;
         }
     }
@@ -168,7 +169,9 @@ static Answer job_finish(Server *s, Job *j) {
         error |= outs[k].finish == MX_FINISH_ERROR;
         if (!j->rq.echo_only) u.completion_tokens += outs[k].n_tokens;
     }
-    if (j->engine_error) {
+    if (j->engine_error && s->engine_dead) {
+        a = (Answer){error_body(j->rq.stream, 503, "server_error", "engine_failed", ENGINE_DEAD_MESSAGE), 503};
+    } else if (j->engine_error) {
         a = (Answer){error_body(j->rq.stream, 500, "server_error", NULL, "the engine failed to run a step"), 500};
     } else if (j->shutdown) {
         a = (Answer){error_body(j->rq.stream, 503, "server_error", "shutting_down", "the server shut down first"), 503};
@@ -260,6 +263,11 @@ void *server_engine_main(void *arg) {
                 // The engine keeps its requests consistent and a later step may succeed, but
                 // these clients get an answer now rather than a hang.
                 fprintf(stderr, "myrmex serve: engine step failed: %s\n", mx_last_error());
+                if (st == MX_ERR_COMM) { // for good: answer 503 from now on; cmd_serve stops us
+                    pthread_mutex_lock(&s->lock);
+                    s->engine_dead = true;
+                    pthread_mutex_unlock(&s->lock);
+                }
                 for (Job *j = s->active; j; j = j->next_active) {
                     j->engine_error = true;
                     job_abort(s, j);

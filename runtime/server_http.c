@@ -33,6 +33,13 @@ ServerConfig server_config_default(void) {
 
 int server_port(const Server *s) { return s ? s->port : 0; }
 
+bool server_failed(Server *s) {
+    pthread_mutex_lock(&s->lock);
+    bool dead = s->engine_dead;
+    pthread_mutex_unlock(&s->lock);
+    return dead;
+}
+
 // ---- responses -----------------------------------------------------------------------------
 
 typedef enum Route { ROUTE_NONE, ROUTE_COMPLETIONS, ROUTE_CHAT, ROUTE_MODELS, ROUTE_HEALTH, ROUTE_METRICS } Route;
@@ -208,7 +215,7 @@ static enum MHD_Result submit(Server *s, struct MHD_Connection *c, Request *r) {
     j->fd = ci ? ci->connect_fd : -1;
 
     pthread_mutex_lock(&s->lock);
-    const char *refusal = s->stopping ? "stopping" : s->pending_seqs + j->n_choices > s->admit_limit ? "full" : NULL;
+    const char *refusal = s->engine_dead ? "dead" : s->stopping ? "stopping" : s->pending_seqs + j->n_choices > s->admit_limit ? "full" : NULL;
     if (!refusal) {
         j->refs = 2; // this request's and the engine thread's
         s->pending_seqs += j->n_choices;
@@ -227,6 +234,7 @@ static enum MHD_Result submit(Server *s, struct MHD_Connection *c, Request *r) {
     api_request_free(&j->rq);
     mx_free(j->choices);
     mx_free(j);
+    if (refusal[0] == 'd') return fail(s, c, 503, "server_error", "engine_failed", ENGINE_DEAD_MESSAGE);
     if (refusal[0] == 's') return fail(s, c, 503, "server_error", "shutting_down", "the server is shutting down");
     return fail(s, c, 429, "rate_limit_error", "rate_limit_exceeded",
                 "the server's request queue is full; retry after the Retry-After seconds");

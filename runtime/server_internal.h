@@ -17,6 +17,8 @@
 #include "server_request.h"
 #include "server_response.h"
 
+#define ENGINE_DEAD_MESSAGE "the model's tensor-parallel ranks failed; the server is stopping (restart it)"
+
 typedef struct Buf {
     char *data;
     size_t len, cap;
@@ -105,6 +107,8 @@ struct Server {
     bool stopping, abort_all, stop_engine;
     double last_progress;     // when the engine last stepped (or was idle)
     bool engine_has_work, engine_failing;
+    bool engine_dead;         // its tensor-parallel ranks failed: nothing can run any more
+                              // (every request then gets 503 ENGINE_DEAD_MESSAGE)
     // engine
     Publish *pub;      // [pub_cap] this turn's answers and stream bytes to publish
     struct MHD_Connection **resume; // [pub_cap]

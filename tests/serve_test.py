@@ -5,7 +5,8 @@ the `openai` mode).
 usage: serve_test.py MODE MYRMEX SCRATCH_DIR
   MODE core    every bad-input row of RELIABILITY.md's HTTP table, results equal to
                `myrmex generate`, echo logprobs, 64 concurrent clients, 100 cut streams,
-               overload (429 + Retry-After), /health, /metrics, --api-key, graceful SIGTERM
+               overload (429 + Retry-After), /health, /metrics, --api-key, graceful SIGTERM,
+               a stalled tensor-parallel rank (503, then exit 1)
   MODE curl    the same API through curl (exit 77 when curl is missing)
   MODE openai  through the official `openai` package (exit 77 when it is missing)
 
@@ -55,9 +56,9 @@ def make_model():
 
 
 class Server:
-    def __init__(self, *extra):
+    def __init__(self, *extra, env=None):
         args = [MYRMEX, "serve", "--model", MODEL, "--port", "0", "--device", "cpu", *extra]
-        self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=env)
         self.log = []
         deadline = time.time() + 60
         self.port = None
@@ -515,6 +516,44 @@ def test_graceful_shutdown():
           "a stream cut by the shutdown ends with a 503 error event and [DONE]")
 
 
+def test_rank_failure():
+    """A tensor-parallel rank that stalls mid-request (RELIABILITY.md, multiple ranks): the
+    in-flight requests are answered 503 (a stream: an error event, then [DONE]) within the
+    comm timeout, and the server exits 1 instead of staying up unable to answer."""
+    env = dict(os.environ, MYRMEX_FAULT="1:stall:25")  # rank 1 stops answering a few steps in
+    s = Server("--tp", "2", "--comm-timeout", "1", env=env)
+    results = {}
+
+    def ask(key, body):
+        try:
+            results[key] = s.post("/v1/completions", body, timeout=60)
+        except OSError as e:
+            results[key] = (None, {}, str(e).encode())
+
+    body = {"prompt": "long", "max_tokens": 200, "ignore_eos": True}
+    threads = [threading.Thread(target=ask, args=("whole", body)),
+               threading.Thread(target=ask, args=("stream", dict(body, stream=True)))]
+    t0 = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    status, _, data = results["whole"]
+    check(status == 503 and json.loads(data)["error"]["code"] == "engine_failed",
+          f"a request in flight when a rank stalls gets 503 engine_failed, got {status} {data[:200]!r}")
+    status, _, data = results["stream"]
+    events, done = sse_events(data)
+    check(status == 200 and done and events and events[-1].get("error", {}).get("code") == "engine_failed",
+          f"a stream in flight when a rank stalls ends with an engine_failed event and [DONE]: {data[-300:]!r}")
+    try:
+        rc = s.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        s.proc.kill()
+        rc = "hung"
+    check(rc == 1, f"the server exits 1 after its ranks failed, got {rc}: {''.join(s.log[-4:])}")
+    check(time.time() - t0 < 20, f"the failure took {time.time() - t0:.1f} s to surface with --comm-timeout 1")
+
+
 def core():
     vocab = make_model()
     s = Server("--max-body-mb", "1", "--kv-blocks", "1024")
@@ -532,6 +571,7 @@ def core():
     test_kv_pool_admission()
     test_overload()
     test_graceful_shutdown()
+    test_rank_failure()
 
 
 # ---- curl ---------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
 // what generate gives for that prompt and seed.
 //
 // Signals: SIGINT and SIGTERM are blocked in every thread before any starts; the main
-// thread waits for one with sigwait, then stops the server gracefully and exits 0.
+// thread waits for one with sigtimedwait, then stops the server gracefully and exits 0. It
+// also stops, with exit status 1, once the engine has failed for good (server_failed).
 #include "commands.h"
 
 #if MYRMEX_HAVE_SERVE
@@ -12,6 +13,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "args.h"
 #include "engine_args.h"
@@ -83,7 +85,7 @@ int cmd_serve(int argc, char **argv) {
     if (rc != ARGS_OK) return rc == ARGS_HELP ? 0 : 2;
 
     // Blocked before any thread starts, so every thread inherits the mask and only
-    // sigwait below sees them.
+    // sigtimedwait below sees them.
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
@@ -125,14 +127,18 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr, "myrmex serve: listening on http://%s:%d (Ctrl-C stops)\n", f.host, server_port(srv));
     fflush(stderr);
 
-    int sig = 0;
-    while (sigwait(&stop_signals, &sig) != 0) {
-    }
-    fprintf(stderr, "myrmex serve: %s: finishing in-flight requests\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    // Until a stop signal, or until the engine fails for good (then exit 1, so that a
+    // supervisor restarts the server rather than keep one that answers only 503).
+    int sig = -1;
+    bool failed = false;
+    struct timespec poll = {0, 200 * 1000 * 1000};
+    while (sig < 0 && !(failed = server_failed(srv))) sig = sigtimedwait(&stop_signals, NULL, &poll);
+    if (failed) fprintf(stderr, "myrmex serve: the engine failed for good; stopping\n");
+    else fprintf(stderr, "myrmex serve: %s: finishing in-flight requests\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     server_stop(srv);
     mx_engine_destroy(e);
     fprintf(stderr, "myrmex serve: stopped\n");
-    return 0;
+    return failed ? 1 : 0;
 }
 
 #else // built without it (-DMYRMEX_SERVE=OFF)
