@@ -601,12 +601,21 @@ int mx_engine_devices(const MxEngine *e, int *devices, int cap) {
 MxStatus mx_engine_device_memory(const MxEngine *e, size_t *used_bytes, size_t *total_bytes) {
     *used_bytes = *total_bytes = 0;
     if (!e) return mx_fail(MX_ERR_ARG, "no engine");
-    size_t free_bytes = 0, total = 0;
-    if (backend_memory(&e->model->backend, &free_bytes, &total) != MX_OK || free_bytes > total)
-        return mx_fail(MX_ERR_DEVICE, "cannot read the memory of %s", e->model->backend.desc);
-    *used_bytes = total - free_bytes;
-    *total_bytes = total;
-    return MX_OK;
+    MxStatus st = MX_OK;
+    for (int r = 0; r < e->tp.n_local && !st; r++) {
+        const Backend *b = &e->tp.ranks[r].backend;
+        bool first = true; // each device (or the host) counted once, by its first rank
+        for (int q = 0; q < r && first; q++) first = e->tp.ranks[q].backend.device != b->device;
+        size_t free_bytes = 0, total = 0;
+        if (!first) continue;
+        if ((st = backend_bind_thread(b))) break;
+        if (backend_memory(b, &free_bytes, &total) != MX_OK || free_bytes > total)
+            st = mx_fail(MX_ERR_DEVICE, "cannot read the memory of %s", b->desc);
+        *used_bytes += total - free_bytes;
+        *total_bytes += total;
+    }
+    MxStatus bound = backend_bind_thread(&e->model->backend); // back on rank 0's device
+    return st ? st : bound;
 }
 
 const Model *engine_model(const MxEngine *e) { return e->model; }

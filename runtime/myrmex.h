@@ -223,8 +223,9 @@ void mx_engine_info(const MxEngine *e, MxEngineInfo *info);
 // 0 on the CPU backend. For figures that span the ranks' GPUs, such as energy.
 int mx_engine_devices(const MxEngine *e, int *devices, int cap);
 
-// Memory of the engine's device now: in use (total - free, other processes included) and
-// total, in bytes; on the CPU backend, the host's. MX_ERR_DEVICE when it cannot be read.
+// Memory of the engine's devices now, summed over the GPUs this process's ranks use (see
+// mx_engine_devices): in use (total - free, other processes included) and total, in bytes;
+// on the CPU backend, the host's. MX_ERR_DEVICE when it cannot be read.
 MxStatus mx_engine_device_memory(const MxEngine *e, size_t *used_bytes, size_t *total_bytes);
 
 #endif
