@@ -290,12 +290,17 @@ template <int STAGES>
 static bool opt_in_smem(int bytes) {
     static std::atomic<unsigned long long> done_mask{0};
     int device = 0;
-    if (cudaGetDevice(&device) != cudaSuccess) return false;
+    if (cudaGetDevice(&device) != cudaSuccess) {
+        cudaGetLastError(); // not sticky: clear it, or the next op's launch status reports it
+        return false;
+    }
     const unsigned long long bit = 1ull << (device & 63);
     if (device < 64 && (done_mask.load(std::memory_order_acquire) & bit)) return true;
     if (cudaFuncSetAttribute(gemm_mma_kernel<STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             bytes) != cudaSuccess)
+                             bytes) != cudaSuccess) {
+        cudaGetLastError(); // as above
         return false;
+    }
     if (device < 64) done_mask.fetch_or(bit, std::memory_order_release);
     return true;
 }

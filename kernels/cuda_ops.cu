@@ -37,8 +37,11 @@ static void cu_host_free(void *p) {
 static int cu_copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, void *queue) {
     if (bytes == 0) return OPS_OK;
     if (!dst || !src || !queue) return OPS_ERR_ARG;
-    return cudaMemcpyAsync(dst, src, bytes, kind, ((CudaQueue *)queue)->stream) == cudaSuccess ? OPS_OK
-                                                                                              : OPS_ERR_DEVICE;
+    if (cudaMemcpyAsync(dst, src, bytes, kind, ((CudaQueue *)queue)->stream) != cudaSuccess) {
+        cudaGetLastError(); // a rejected copy (bad pointer) is not sticky: do not blame the next op
+        return OPS_ERR_DEVICE;
+    }
+    return OPS_OK;
 }
 
 static int cu_upload(void *dst, const void *src, size_t bytes, void *queue) {
@@ -141,8 +144,11 @@ static int cu_copy_2d(void *dst, size_t dst_pitch, const void *src, size_t src_p
 
 static int cu_capture_begin(void *queue) {
     if (!queue) return OPS_ERR_ARG;
-    cudaError_t e = cudaStreamBeginCapture(((CudaQueue *)queue)->stream, cudaStreamCaptureModeThreadLocal);
-    return e == cudaSuccess ? OPS_OK : OPS_ERR_DEVICE;
+    if (cudaStreamBeginCapture(((CudaQueue *)queue)->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+        cudaGetLastError(); // not sticky (e.g. already capturing): do not blame the next op's launch
+        return OPS_ERR_DEVICE;
+    }
+    return OPS_OK;
 }
 
 // The captured graph is instantiated once; what the caller keeps is the executable graph.
@@ -167,8 +173,11 @@ static int cu_capture_end(void *queue, void **graph) {
 
 static int cu_graph_launch(void *graph, void *queue) {
     if (!graph || !queue) return OPS_ERR_ARG;
-    return cudaGraphLaunch((cudaGraphExec_t)graph, ((CudaQueue *)queue)->stream) == cudaSuccess ? OPS_OK
-                                                                                                : OPS_ERR_DEVICE;
+    if (cudaGraphLaunch((cudaGraphExec_t)graph, ((CudaQueue *)queue)->stream) != cudaSuccess) {
+        cudaGetLastError(); // as in cu_capture_begin
+        return OPS_ERR_DEVICE;
+    }
+    return OPS_OK;
 }
 
 static void cu_graph_destroy(void *graph) {

@@ -56,5 +56,6 @@ int cuda_copy_2d(void *dst, size_t dst_pitch, const void *src, size_t src_pitch,
     if (!dst || !src || (rows > 1 && (dst_pitch < width || src_pitch < width))) return OPS_ERR_ARG;
     cudaError_t e = cudaMemcpy2DAsync(dst, rows > 1 ? dst_pitch : width, src, rows > 1 ? src_pitch : width, width,
                                       rows, cudaMemcpyDeviceToDevice, q->stream);
+    if (e != cudaSuccess) cudaGetLastError(); // not sticky: do not blame the next op's launch
     return e == cudaSuccess ? OPS_OK : OPS_ERR_DEVICE;
 }

@@ -362,6 +362,16 @@ static void test_rmsnorm(void) {
                 DType wdt = c % 4 == 3 ? DT_F32 : c % 4 == 2 && d < 2 ? DT_F16 : DT_BF16; // norm weights: any dtype
                 run_rmsnorm_case(rows[r], dims[d], res, c % 3 == 1, wdt, c);
             }
+    // D not a multiple of 8 takes the scalar kernels: a warp per row (100) and a block per
+    // row (1030, past a warp's 1024); D = 40000 is past the 4096 chunks of 8 a block's vector
+    // kernel holds in registers, so it falls back to the block-per-row scalar kernel.
+    static const struct { int T, D; bool slow; } odd[] = {{17, 100, false}, {54, 1030, false}, {5, 40000, true}};
+    for (int i = 0; i < 3; i++)
+        for (int res = 0; res < 2; res++, c++) {
+            if (quick && odd[i].slow) continue;
+            DType wdt = c % 4 == 3 ? DT_F32 : c % 4 == 2 ? DT_F16 : DT_BF16;
+            run_rmsnorm_case(odd[i].T, odd[i].D, res, c % 3 == 1, wdt, c);
+        }
 }
 
 // ---- gemm and lm_head ---------------------------------------------------------------------
@@ -396,6 +406,7 @@ static const struct { int M, N, K; bool slow; } gemm_shapes[] = {
     {17, 301, 145, false},  {33, 1000, 1000, true}, {64, 2048, 512, true},  {65, 512, 256, false},
     {97, 640, 320, true},   {128, 256, 64, false},  {512, 1024, 1024, true}, {1000, 768, 512, true},
     {2048, 512, 2048, true},
+    {200, 130, 24, false}, // K under one 64-wide K block; M and N not multiples of 16 (tile tails)
 };
 
 // Every implementation on every shape. AUTO and CUBLAS must take every shape; the others may
@@ -698,6 +709,19 @@ static const AttnCase attn_cases[] = {
      16, 0, 1, 256, 8192, false},
     {"window 1024: chunk 500 of 1500 + decodes, gqa 8, dh 128", 3, {500, 1, 1}, {1500, 4000, 1030}, 0, 8, 1,
      128, 16, 1024, 2, 0, 0, true},
+    // the tile kernels' other head dims (16, 32, 96; 256 keeps Q in shared memory and halves
+    // the key tile): a prefill (prefill kernel) and a decode over up to 500 keys (decode
+    // kernel, split KV) each
+    {"prefill 54/97, gqa 4, dh 16, page 16", 2, {54, 97}, {54, 97}, 0, 8, 2, 16, 16, 0, 2, 0, 0, false},
+    {"decode x17, gqa 4, dh 16, page 1", 17, {0}, {0}, 500, 8, 2, 16, 1, 0, 2, 0, 0, false},
+    {"prefill 54/97, gqa 4, dh 32, page 16", 2, {54, 97}, {54, 97}, 0, 8, 2, 32, 16, 0, 2, 0, 0, false},
+    {"decode x17, gqa 4, dh 32, page 1", 17, {0}, {0}, 500, 8, 2, 32, 1, 0, 2, 0, 0, false},
+    {"prefill 54/97, gqa 4, dh 96, page 16", 2, {54, 97}, {54, 97}, 0, 8, 2, 96, 16, 0, 2, 0, 0, false},
+    {"decode x17, gqa 4, dh 96, page 1", 17, {0}, {0}, 500, 8, 2, 96, 1, 0, 1, 0, 0, false},
+    {"prefill 54/97, gqa 4, dh 256, page 16", 2, {54, 97}, {54, 97}, 0, 8, 2, 256, 16, 0, 1, 0, 0, false},
+    {"decode x17, gqa 4, dh 256, page 1", 17, {0}, {0}, 500, 8, 2, 256, 1, 0, 1, 0, 0, false},
+    // GQA 16: the whole group of a decode fills the decode kernel's 16-row tile
+    {"decode x17, gqa 16 (Hq 16, Hkv 1), dh 128, page 16", 17, {0}, {0}, 500, 16, 1, 128, 16, 0, 1, 0, 0, false},
 };
 
 // Tolerance: flash attention rounds the softmax weights to bf16 before the P.V product
@@ -705,7 +729,9 @@ static const AttnCase attn_cases[] = {
 // covers the f32 score, exp and sum differences (test_ops_ref.c bounds each below 1e-4 for
 // these amplitudes and lengths). The cache comes uploaded directly (bf16 on CUDA, f32 on
 // ref, the same values); slots no sequence owns, including the tails of partly filled
-// pages, hold NaN, as a stale page may: reading one must not reach the output.
+// pages, hold NaN, as a stale page may: reading one must not reach the output. No head dim
+// up to 256 may be declined: the tile kernels take 16, 32, 64, 96, 128 and 256, the generic
+// kernel every other; larger ones are declined (bad_attention checks that).
 static void run_attention_case(const AttnCase *ac, uint64_t seed) {
     test_rng_seed(seed);
     const int S = ac->n_seqs, Hq = ac->Hq, Hkv = ac->Hkv, Dh = ac->Dh, bs = ac->bs;
@@ -759,7 +785,7 @@ static void run_attention_case(const AttnCase *ac, uint64_t seed) {
                          num_blocks, ac->window, scale, q_bound, ctx_bound};
     char what[160];
     snprintf(what, sizeof what, "attention %s", ac->name);
-    if (op_ran(ops_cuda.attention(&p, queue), Dh != 64 && Dh != 128, what)) {
+    if (op_ran(ops_cuda.attention(&p, queue), Dh > 256, what)) {
         float *got = dev_read_bf16(dout, n_out);
         double *tol = xmalloc(n_out * sizeof *tol);
         for (size_t i = 0; i < n_out; i++) tol[i] = U_BF16 * max_v + U_BF16 * fabs(ref[i]) + 1e-3;
@@ -789,37 +815,115 @@ static void test_attention(void) {
 
 // One row of logits shaped like a language model's: n_cand random ids get logits in
 // [0, spread], every other id one in [-60, -40], whose weights (below e^-30 of the top) are
-// too small to move an f32 sum. (Over a flat distribution on a large vocabulary, the
-// rounding of the running f32 sums alone moves the drawn token between two correct
-// backends.) n_cand >= V: all ids in [0, spread].
-static void lm_logits(float *l, int V, int n_cand, float spread) {
-    for (int i = 0; i < V; i++) l[i] = n_cand >= V ? test_rng_float(0, spread) : test_rng_float(-60, -40);
+// too small to move an f32 sum, or -inf when `masked` (a vocabulary mask: weight 0). (Over
+// a flat distribution on a large vocabulary, the rounding of the running f32 sums alone
+// moves the drawn token between two correct backends.) n_cand >= V: all ids in [0, spread].
+static void lm_logits(float *l, int V, int n_cand, float spread, bool masked) {
+    for (int i = 0; i < V; i++)
+        l[i] = n_cand >= V ? test_rng_float(0, spread) : masked ? -INFINITY : test_rng_float(-60, -40);
     for (int k = 0; n_cand < V && k < n_cand; k++) l[test_rng_int(0, V - 1)] = test_rng_float(0, spread);
 }
 
+typedef struct WeightId {
+    double w, err; // a token's exact weight, and how far a correct kernel's may be from it
+    int32_t id;
+} WeightId;
+
+static int by_weight_then_id(const void *a, const void *b) {
+    const WeightId *x = a, *y = b;
+    if (x->w != y->w) return x->w > y->w ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+// Whether `got` is a token the SampleParams contract allows for this row, up to a correct
+// kernel's rounding. Computed in double from the exact weights w_i = exp(x_i),
+// x_i = (l_i - max) / T, in the contract's order with running sums c_j. A kernel's f32
+// weight may be off by err_i = (5e-7 + 2.4e-7 |x_i|) w_i (twice expf's 2 ulp and the two
+// roundings of x_i), and its sums by 2^-31 per token (fixed-point or f32 steps), so each
+// running sum it forms (the top-k total, the top-p prefix c_last, the sums up to `got`) is
+// within tol = sum err_i + 2^-31 V of the exact one over as many tokens, and tokens within
+// those errors of got's weight may come on either side of it. Weights below 2^-40 are left
+// out of the order (their sum joins tol): a kernel's share of them rounds to 0 and is never
+// drawn. Allowed: a token of weight >= 2^-40, with fewer than top_k tokens surely ahead of
+// it, and, for some c_last the cut-offs allow,
+//   (weight surely ahead) - tol <= u c_last < (weight possibly ahead, and its own) + tol.
+// e and c: scratch for V entries. O(V) plus a sort of the weights >= 2^-40.
+static bool draw_allowed(const float *l, int V, float temp, int top_k, float top_p, float u, int got, WeightId *e,
+                         double *c) {
+    if (got < 0 || got >= V || !isfinite(l[got])) return false;
+    const double tiny = 0x1p-40;
+    double max = -INFINITY, tol = V * 0x1p-31;
+    for (int i = 0; i < V; i++) max = l[i] > max ? l[i] : max;
+    int n = 0; // entries of e: the weights >= tiny
+    for (int i = 0; i < V; i++) {
+        const double x = ((double)l[i] - max) / temp, w = exp(x), err = (5e-7 + 2.4e-7 * fabs(x)) * w;
+        if (w < tiny) tol += w;
+        else e[n++] = (WeightId){w, err, i}, tol += err;
+    }
+    const double x_got = ((double)l[got] - max) / temp, W = exp(x_got), W_err = (5e-7 + 2.4e-7 * fabs(x_got)) * W;
+    if (!(W >= tiny)) return false;
+    qsort(e, (size_t)n, sizeof *e, by_weight_then_id);
+    double run = 0;
+    for (int i = 0; i < n; i++) c[i] = run += e[i].w;
+    const int kept = top_k > 0 && top_k < V ? top_k : V, last = (kept < n ? kept : n) - 1;
+    double cl_lo = c[last] - tol, cl_hi = c[last] + tol; // c_last's range
+    if (top_p < 1.0f) { // the shortest prefix reaching top_p of the kept weight, give or take tol
+        const double goal = (double)top_p * c[last];
+        int lo = 0, hi = 0;
+        while (lo < last && c[lo] < goal - 2 * tol) lo++;
+        while (hi < last && c[hi] < goal + 2 * tol) hi++;
+        cl_lo = c[lo] - tol, cl_hi = c[hi] + tol;
+    }
+    double ahead = 0, through = 0; // weight surely ahead of got; possibly ahead of it, and its own
+    int n_ahead = 0;
+    for (int i = 0; i < n && e[i].w + e[i].err >= W - W_err; i++) {
+        through += e[i].w;
+        if (e[i].w - e[i].err > W + W_err) ahead += e[i].w, n_ahead++;
+    }
+    return n_ahead < kept && ahead - tol <= u * cl_hi && u * cl_lo < through + tol;
+}
+
 // Greedy rows (temperature <= 0) must equal ops_ref exactly, ties included (lowest id).
-// Sampled rows must draw ops_ref's token except where u lands at a rounding boundary of the
-// cumulative weights: at most 2% of them (at least 1) may differ, and each is printed.
+// Every sampled row must draw a token draw_allowed accepts. Sampled rows must also draw
+// ops_ref's token except where u lands at a rounding boundary of the cumulative weights: at
+// most 2% of them (at least 1) may differ, and each is printed; but not over a flat large
+// vocabulary, where ops_ref's running f32 sums drift by more than a token's weight
+// (lm_logits): there draw_allowed alone judges.
 static void test_sample(void) {
-    static const struct { int V, n_cand; float spread; bool slow; } cases[] = {
-        {301, 301, 4, false}, {301, 30, 8, false}, {32000, 256, 6, false}, {128256, 256, 6, false},
-        {128256, 2000, 10, true}, {32000, 1000, 8, true},
+    static const struct { int V, n_cand; float spread; int top_k; float top_p; bool masked, slow; } cases[] = {
+        {301, 301, 4, 0, 0, false, false},    {301, 30, 8, 0, 0, false, false},
+        {32000, 256, 6, 0, 0, false, false},  {128256, 256, 6, 0, 0, false, false},
+        {128256, 2000, 10, 0, 0, false, true}, {32000, 1000, 8, 0, 0, false, true},
+        // masked vocabularies: every id but the candidates -inf (weight 0: never drawn; with
+        // 30 candidates the top_k 40 rows reach past the finite ones); row 2 has one finite logit
+        {128256, 30, 8, 0, 0, true, false},   {32000, 3000, 6, 0, 0, true, true},
+        // flat logits, one top_k / top_p for every sampled row: top_k 5000 cuts past the
+        // kernel's 2048-key shared buffer (a radix descent), alone and under top_p 0.9;
+        // top_p 0.99 keeps a nucleus of nearly the whole vocabulary
+        {128256, 128256, 2, 5000, 1.0f, false, true}, {32000, 32000, 4, 5000, 0.9f, false, true},
+        {128256, 128256, 1, 0, 0.99f, false, true},
     };
-    static const int top_ks[3] = {0, 1, 40};
+    static const int top_ks[3] = {0, 1, 40}; // rows cycle through these where the table's top_p is 0
     static const float top_ps[3] = {1.0f, 0.9f, 0.5f};
     enum { R = 64 };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         if (quick && cases[c].slow) continue;
         const int V = cases[c].V;
+        const bool vs_ref = cases[c].n_cand < V || V <= 1000;
         test_rng_seed(900 + c);
         float *logits = xmalloc((size_t)R * V * sizeof(float)), temp[R], top_p[R];
         int32_t top_k[R], want[R], got[R], tie_lo[R];
         uint64_t seed[R], counter[R];
         for (int r = 0; r < R; r++) {
             float *l = logits + (size_t)r * V;
-            lm_logits(l, V, cases[c].n_cand, cases[c].spread);
+            lm_logits(l, V, cases[c].n_cand, cases[c].spread, cases[c].masked);
+            if (cases[c].masked && r == 2) { // one finite logit: the only token that may be drawn
+                for (int i = 0; i < V; i++) l[i] = -INFINITY;
+                l[test_rng_int(0, V - 1)] = 1;
+            }
             seed[r] = 1234 + (uint64_t)(r % 5), counter[r] = c * 1000 + (uint64_t)r;
-            top_k[r] = top_ks[r % 3], top_p[r] = top_ps[(r / 3) % 3];
+            top_k[r] = cases[c].top_p > 0 ? cases[c].top_k : top_ks[r % 3];
+            top_p[r] = cases[c].top_p > 0 ? cases[c].top_p : top_ps[(r / 3) % 3];
             tie_lo[r] = -1;
             if (r % 5 == 4) { // greedy, with a tie at the maximum: the lowest id must win
                 temp[r] = r % 2 ? 0.0f : -1.0f;
@@ -843,10 +947,15 @@ static void test_sample(void) {
         dev_poison(dout, sizeof got);
         SampleParams p = {dl, dt, dk, dp, ds, dc, dout, R, V};
         char what[160];
-        snprintf(what, sizeof what, "sample V=%d, %d candidates", V, cases[c].n_cand);
+        int len = snprintf(what, sizeof what, "sample V=%d, %d candidates%s", V, cases[c].n_cand,
+                           cases[c].masked ? " (rest -inf)" : "");
+        if (cases[c].top_p > 0)
+            snprintf(what + len, sizeof what - (size_t)len, ", top_k %d top_p %.2f", cases[c].top_k, (double)cases[c].top_p);
         if (op_ran(ops_cuda.sample(&p, queue), false, what)) {
             dev_read(got, dout, sizeof got);
-            int greedy = 0, sampled = 0, differ = 0;
+            WeightId *scratch = xmalloc((size_t)V * sizeof *scratch);
+            double *sums = xmalloc((size_t)V * sizeof *sums);
+            int greedy = 0, sampled = 0, differ = 0, outside = 0;
             for (int r = 0; r < R; r++) {
                 CHECK(got[r] >= 0 && got[r] < V);
                 if (tie_lo[r] >= 0) {
@@ -854,20 +963,31 @@ static void test_sample(void) {
                     CHECK(want[r] == tie_lo[r]); // the reference itself
                     if (got[r] != want[r]) fprintf(stderr, "  %s: greedy row %d: %d, want %d\n", what, r, got[r], want[r]);
                     CHECK(got[r] == want[r]);
-                } else {
-                    sampled++;
-                    if (got[r] != want[r]) {
-                        differ++;
-                        fprintf(stderr, "  %s: row %d (temperature %.3f, top_k %d, top_p %.2f, u %.6f): %d, ref %d\n",
-                                what, r, (double)temp[r], top_k[r], (double)top_p[r],
-                                (double)sample_uniform(seed[r], counter[r]), got[r], want[r]);
-                    }
+                    continue;
+                }
+                sampled++;
+                const float u = sample_uniform(seed[r], counter[r]);
+                const bool in_contract = draw_allowed(logits + (size_t)r * V, V, temp[r], top_k[r], top_p[r], u,
+                                                      got[r], scratch, sums);
+                if (!in_contract || (vs_ref && got[r] != want[r])) {
+                    differ += vs_ref && got[r] != want[r];
+                    outside += !in_contract;
+                    fprintf(stderr, "  %s: row %d (temperature %.3f, top_k %d, top_p %.2f, u %.6f): %d, ref %d%s\n",
+                            what, r, (double)temp[r], top_k[r], (double)top_p[r], (double)u, got[r], want[r],
+                            in_contract ? "" : ", NOT A DRAW THE CONTRACT ALLOWS");
                 }
             }
             int allowed = sampled * 2 / 100 > 1 ? sampled * 2 / 100 : 1;
-            fprintf(stderr, "  %-58s %d greedy rows, %d of %d draws differ (%d allowed)\n", what, greedy, differ,
-                    sampled, allowed);
+            if (vs_ref)
+                fprintf(stderr, "  %-58s %d greedy rows, %d of %d draws differ (%d allowed), %d outside the contract\n",
+                        what, greedy, differ, sampled, allowed, outside);
+            else
+                fprintf(stderr, "  %-58s %d greedy rows, %d of %d draws outside the contract (not compared with ops_ref)\n",
+                        what, greedy, outside, sampled);
             CHECK(differ <= allowed);
+            CHECK(outside == 0);
+            free(scratch);
+            free(sums);
         }
         void *bufs[] = {dl, dt, dk, dp, ds, dc, dout};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dev_free(bufs[i]);
@@ -1251,8 +1371,9 @@ static void bad_attention(void) {
         case 19: p.scale = NAN; break;
         case 20: p.max_q_len = -1; break;
         case 21: p.max_ctx_len = -1; break;
-        case 22: p.n_seqs = 0, p.n_tokens = 0, want = OPS_OK; break;
-        case 23: want = OPS_OK; break;
+        case 22: p.head_dim = 264, want = OPS_ERR_UNSUPPORTED; break; // past 256: declined, nothing run
+        case 23: p.n_seqs = 0, p.n_tokens = 0, want = OPS_OK; break;
+        case 24: want = OPS_OK; break;
         default: c = -1;
         }
         if (c < 0) break;
