@@ -88,10 +88,11 @@ static void local_abort(Comm *c, const char *why) {
     pthread_mutex_lock(&g->mu);
     abort_locked(g, why);
     pthread_mutex_unlock(&g->mu);
-    if (g->outer) g->outer->impl->abort(g->outer, why);
 }
 
 // The outer comm failed (its error is current): wake this group's other ranks with it.
+// Only the group's rank 0 ever calls the outer comm, and none does once the group is
+// aborted, so the outer needs no abort of its own.
 static MxStatus outer_failed(Comm *c) {
     char why[192];
     snprintf(why, sizeof why, "%s", mx_last_detail());
@@ -112,7 +113,6 @@ static MxStatus local_wait(Comm *c, void *queue) {
     pthread_mutex_lock(&g->mu);
     MxStatus st = g->aborted ? aborted_error(g) : MX_OK;
     pthread_mutex_unlock(&g->mu);
-    if (!st && g->outer && g->outer->impl->wait(g->outer, NULL)) st = outer_failed(c);
     if (st || !queue) return st;
     return c->ops->sync(queue) == OPS_OK ? MX_OK : op_failed(c, "waiting for the step");
 }

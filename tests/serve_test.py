@@ -79,13 +79,17 @@ class Server:
         for line in self.proc.stderr:
             self.log.append(line)
 
-    def stop(self, sig=signal.SIGTERM):
-        self.proc.send_signal(sig)
+    def wait_exit(self, timeout):
+        """The exit status, or "hung" (then killed) when it outlives the timeout."""
         try:
-            rc = self.proc.wait(60)
+            return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            rc = "hung"
+            return "hung"
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        rc = self.wait_exit(60)
         check(rc == 0, f"server exits 0 after {sig.name}, got {rc}: {''.join(self.log[-5:])}")
         return rc
 
@@ -545,11 +549,7 @@ def test_rank_failure():
     events, done = sse_events(data)
     check(status == 200 and done and events and events[-1].get("error", {}).get("code") == "engine_failed",
           f"a stream in flight when a rank stalls ends with an engine_failed event and [DONE]: {data[-300:]!r}")
-    try:
-        rc = s.proc.wait(30)
-    except subprocess.TimeoutExpired:
-        s.proc.kill()
-        rc = "hung"
+    rc = s.wait_exit(30)
     check(rc == 1, f"the server exits 1 after its ranks failed, got {rc}: {''.join(s.log[-4:])}")
     check(time.time() - t0 < 20, f"the failure took {time.time() - t0:.1f} s to surface with --comm-timeout 1")
 
