@@ -586,14 +586,21 @@ void mx_engine_info(const MxEngine *e, MxEngineInfo *info) {
                            .device_index = m->backend.device};
 }
 
+// Whether local rank r is the first on its device (the host counts as one device), so that
+// figures summed over the ranks' devices count each once.
+static bool first_on_device(const MxEngine *e, int r) {
+    for (int q = 0; q < r; q++)
+        if (e->tp.ranks[q].backend.device == e->tp.ranks[r].backend.device) return false;
+    return true;
+}
+
 int mx_engine_devices(const MxEngine *e, int *devices, int cap) {
     int n = 0;
     for (int r = 0; e && r < e->tp.n_local; r++) {
         int d = e->tp.ranks[r].backend.device;
-        bool first = d >= 0; // listed once, by the first rank on it
-        for (int q = 0; q < r && first; q++) first = e->tp.ranks[q].backend.device != d;
-        if (first && n < cap) devices[n] = d;
-        n += first;
+        if (d < 0 || !first_on_device(e, r)) continue;
+        if (n < cap) devices[n] = d;
+        n++;
     }
     return n;
 }
@@ -604,15 +611,15 @@ MxStatus mx_engine_device_memory(const MxEngine *e, size_t *used_bytes, size_t *
     MxStatus st = MX_OK;
     for (int r = 0; r < e->tp.n_local && !st; r++) {
         const Backend *b = &e->tp.ranks[r].backend;
-        bool first = true; // each device (or the host) counted once, by its first rank
-        for (int q = 0; q < r && first; q++) first = e->tp.ranks[q].backend.device != b->device;
         size_t free_bytes = 0, total = 0;
-        if (!first) continue;
+        if (!first_on_device(e, r)) continue;
         if ((st = backend_bind_thread(b))) break;
-        if (backend_memory(b, &free_bytes, &total) != MX_OK || free_bytes > total)
+        if (backend_memory(b, &free_bytes, &total) != MX_OK || free_bytes > total) {
             st = mx_fail(MX_ERR_DEVICE, "cannot read the memory of %s", b->desc);
-        *used_bytes += total - free_bytes;
-        *total_bytes += total;
+        } else {
+            *used_bytes += total - free_bytes;
+            *total_bytes += total;
+        }
     }
     MxStatus bound = backend_bind_thread(&e->model->backend); // back on rank 0's device
     return st ? st : bound;

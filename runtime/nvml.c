@@ -95,14 +95,14 @@ static bool find_device(Nvml *n, int cuda_index, nvmlDevice_t *dev, char *why, s
 Nvml *nvml_open(const int *cuda_index, int n_gpus, char *why, size_t why_len) {
     const char *path = getenv("MYRMEX_NVML_LIBRARY");
     if (!path || !*path) path = "libnvidia-ml.so.1";
+    if (n_gpus > NVML_MAX_GPUS) { // before reading cuda_index, which may hold fewer
+        if (why && why_len) snprintf(why, why_len, "%d GPUs: NVML covers at most %d", n_gpus, NVML_MAX_GPUS);
+        return NULL;
+    }
     bool gpu = n_gpus > 0;
     for (int i = 0; i < n_gpus; i++) gpu = gpu && cuda_index[i] >= 0;
     if (!gpu) {
         say(why, why_len, "%s", "no GPU in use");
-        return NULL;
-    }
-    if (n_gpus > NVML_MAX_GPUS) {
-        if (why && why_len) snprintf(why, why_len, "%d GPUs: NVML covers at most %d", n_gpus, NVML_MAX_GPUS);
         return NULL;
     }
     void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
