@@ -25,3 +25,29 @@ extern "C" int cuda_device_describe(int index, char *buf, size_t len) {
              (size_t)(prop.totalGlobalMem >> 20));
     return 0;
 }
+
+// Stands for every kernel of the build: all are compiled for the same -gencode targets.
+static __global__ void probe_kernel(void) {}
+
+extern "C" int cuda_device_check(int index, char *why, size_t len) {
+    cudaDeviceProp prop;
+    cudaFuncAttributes attr;
+    if (cudaGetDeviceProperties(&prop, index) != cudaSuccess || cudaSetDevice(index) != cudaSuccess) {
+        cudaGetLastError();
+        snprintf(why, len, "cannot query CUDA device %d", index);
+        return -1;
+    }
+    if (prop.major < 8) {
+        snprintf(why, len, "%s is sm_%d%d; myrmex's CUDA kernels need sm_80 or newer (bf16 tensor cores): use --device cpu",
+                 prop.name, prop.major, prop.minor);
+        return -1;
+    }
+    cudaError_t e = cudaFuncGetAttributes(&attr, probe_kernel);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        snprintf(why, len, "this build has no code for %s (sm_%d%d): %s; rebuild with -DMYRMEX_CUDA_ARCHS=%d%d",
+                 prop.name, prop.major, prop.minor, cudaGetErrorString(e), prop.major, prop.minor);
+        return -1;
+    }
+    return 0;
+}

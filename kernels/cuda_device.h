@@ -11,4 +11,9 @@ int cuda_device_count(void);
 // Writes "NAME (sm_XY, N MiB)" for device `index` into buf; returns 0, or -1 on error.
 int cuda_device_describe(int index, char *buf, size_t len);
 
+// 0 when this build's kernels can run on device `index`; else -1 with the reason in why
+// (a GPU older than sm_80, which has no bf16 tensor cores, or an architecture the build
+// holds no code for). Makes `index` the thread's current device.
+int cuda_device_check(int index, char *why, size_t len);
+
 #endif

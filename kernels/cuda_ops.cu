@@ -225,6 +225,8 @@ extern "C" int ops_cuda_set_gemm(void *queue, CudaGemmImpl impl) {
     CudaQueue *q = (CudaQueue *)queue;
     if (!q || impl < 0 || impl >= CUDA_GEMM_IMPL_COUNT) return OPS_ERR_ARG;
     if (impl == CUDA_GEMM_WGMMA && q->sm_major != 9) return OPS_ERR_UNSUPPORTED;
+    // The handle now, not in the first GEMM, which may be inside a graph capture.
+    if (impl == CUDA_GEMM_CUBLAS && cuda_cublas_handle(q) != OPS_OK) return OPS_ERR_UNSUPPORTED;
     q->gemm = impl;
     return OPS_OK;
 }

@@ -26,6 +26,8 @@ typedef enum CudaGemmImpl {
 
 const char *cuda_gemm_impl_name(CudaGemmImpl impl);
 int ops_cuda_set_gemm(void *queue, CudaGemmImpl impl); // OPS_ERR_UNSUPPORTED: not on this GPU
+// Loads libcublas (once; it is opened on first use, not linked): NULL on success, else why.
+const char *ops_cuda_cublas_error(void);
 
 // The cudaStream_t of a queue (benchmarks time it with CUDA events).
 void *ops_cuda_stream(void *queue);

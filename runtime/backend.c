@@ -31,7 +31,11 @@ MxStatus backend_open(const char *name, Backend *out) {
     memset(out, 0, sizeof *out);
     if (!name || strcmp(name, "auto") == 0) {
 #ifdef MYRMEX_HAVE_CUDA
-        if (cuda_device_count() > 0) return backend_open("cuda:0", out);
+        char why[256];
+        if (cuda_device_count() > 0) {
+            if (cuda_device_check(0, why, sizeof why) == 0) return backend_open("cuda:0", out);
+            fprintf(stderr, "myrmex: not using the GPU: %s\n", why);
+        }
 #endif
         return open_cpu(out);
     }
@@ -44,6 +48,8 @@ MxStatus backend_open(const char *name, Backend *out) {
         return mx_fail(MX_ERR_DEVICE, "device %s asked for, but %d CUDA device%s found", name, n, n == 1 ? " is" : "s are");
     char what[128];
     if (cuda_device_describe(index, what, sizeof what) != 0) return mx_fail(MX_ERR_DEVICE, "cannot query CUDA device %d", index);
+    char why[256];
+    if (cuda_device_check(index, why, sizeof why) != 0) return mx_fail(MX_ERR_DEVICE, "device %s: %s", name, why);
     out->ops = &ops_cuda;
     out->device = index;
     snprintf(out->desc, sizeof out->desc, "cuda:%d %s", index, what);
@@ -82,6 +88,8 @@ MxStatus backend_queue_create(const Backend *b, const char *gemm, void **queue) 
         if (impl == CUDA_GEMM_AUTO)
             return mx_fail(MX_ERR_ARG, "unknown --gemm '%s' (expected auto, cublas, skinny, mma or wgmma)", gemm);
         if (b->ops != &ops_cuda) return mx_fail(MX_ERR_ARG, "--gemm %s needs the CUDA backend", gemm);
+        const char *why = impl == CUDA_GEMM_CUBLAS ? ops_cuda_cublas_error() : NULL;
+        if (why) return mx_fail(MX_ERR_DEVICE, "--gemm cublas: cannot load cuBLAS: %s", why);
     }
 #else
     if (!default_gemm) return mx_fail(MX_ERR_ARG, "--gemm %s needs the CUDA backend", gemm);
