@@ -205,7 +205,8 @@ typedef struct Ops {
     int (*fill)(void *dst, size_t n, DType dtype, uint64_t seed, float lo, float hi, void *queue);
     int (*sum)(const SumParams *p, void *queue);
     // rows x width bytes from src (rows src_pitch bytes apart) to dst (dst_pitch apart), both
-    // in backend memory: a rank's vocab slice of the logits into the full [R, V] rows.
+    // in backend memory and not overlapping: a rank's vocab slice of the logits into the
+    // full [R, V] rows.
     int (*copy_2d)(void *dst, size_t dst_pitch, const void *src, size_t src_pitch, size_t width, size_t rows,
                    void *queue);
 

@@ -224,7 +224,11 @@ static int ref_copy_2d(void *dst, size_t dst_pitch, const void *src, size_t src_
     (void)queue;
     if ((!dst || !src) && width && rows) return OPS_ERR_ARG;
     if (rows > 1 && (dst_pitch < width || src_pitch < width)) return OPS_ERR_ARG;
-    for (size_t r = 0; r < rows && width; r++) memmove((char *)dst + r * dst_pitch, (const char *)src + r * src_pitch, width);
+    if (!width || !rows) return OPS_OK;
+    // The spans touched must not overlap: a device copy gives no order between rows.
+    const uintptr_t d = (uintptr_t)dst, s = (uintptr_t)src;
+    if (d < s + (rows - 1) * src_pitch + width && s < d + (rows - 1) * dst_pitch + width) return OPS_ERR_ARG;
+    for (size_t r = 0; r < rows; r++) memcpy((char *)dst + r * dst_pitch, (const char *)src + r * src_pitch, width);
     return OPS_OK;
 }
 

@@ -106,6 +106,53 @@ static void test_table_and_memory(void) {
     CHECK(ops_ref.alloc(SIZE_MAX) == NULL);
 }
 
+// ---- sum and copy_2d ----------------------------------------------------------------------
+
+static void test_sum_and_copy_2d(void) {
+    // Three f32 inputs summed in f32 into two outputs, one of them an input (allowed).
+    enum { N = 1001 };
+    float *a = random_f32(N, -4, 4), *b = random_f32(N, -4, 4), *c = random_f32(N, -4, 4);
+    float *other = filled(N, NAN);
+    double ref[N], tol[N];
+    for (int i = 0; i < N; i++) {
+        ref[i] = (double)a[i] + b[i] + c[i];
+        tol[i] = 2 * U_F32 * (fabs(a[i]) + fabs(b[i]) + fabs(c[i])); // two f32 additions
+    }
+    SumParams p = {.in = {a, b, c}, .out = {b, other}, .n_in = 3, .n_out = 2, .count = N, .dtype = DT_F32};
+    CHECK(ops_ref.sum(&p, NULL) == OPS_OK);
+    expect_close("sum into an input", b, ref, tol, N);
+    expect_close("sum into another", other, ref, tol, N);
+    SumParams bad = p;
+    bad.n_in = 0;
+    CHECK(ops_ref.sum(&bad, NULL) == OPS_ERR_ARG);
+    bad = p;
+    bad.out[1] = NULL;
+    CHECK(ops_ref.sum(&bad, NULL) == OPS_ERR_ARG);
+
+    // A [3, 5] slice placed at column 4 of [3, 12] rows; the rest untouched.
+    float full[36], slice[15];
+    for (int i = 0; i < 36; i++) full[i] = NOT_TOUCHED;
+    for (int i = 0; i < 15; i++) slice[i] = (float)i;
+    CHECK(ops_ref.copy_2d(full + 4, 12 * sizeof(float), slice, 5 * sizeof(float), 5 * sizeof(float), 3, NULL) ==
+          OPS_OK);
+    for (int r = 0; r < 3; r++)
+        for (int j = 0; j < 12; j++)
+            CHECK(full[r * 12 + j] == (j >= 4 && j < 9 ? (float)(r * 5 + j - 4) : NOT_TOUCHED));
+    // Overlapping spans are refused (a device copy would give no order), and so is a pitch
+    // narrower than the row; nothing is written.
+    CHECK(ops_ref.copy_2d(full + 1, 12 * sizeof(float), full, 12 * sizeof(float), 5 * sizeof(float), 3, NULL) ==
+          OPS_ERR_ARG);
+    CHECK(ops_ref.copy_2d(full, 4 * sizeof(float), slice, 5 * sizeof(float), 5 * sizeof(float), 2, NULL) ==
+          OPS_ERR_ARG);
+    CHECK(ops_ref.copy_2d(NULL, 0, slice, 0, 4, 1, NULL) == OPS_ERR_ARG);
+    CHECK(ops_ref.copy_2d(NULL, 0, NULL, 0, 0, 0, NULL) == OPS_OK);
+    CHECK(full[0] == NOT_TOUCHED && full[1] == NOT_TOUCHED);
+    free(a);
+    free(b);
+    free(c);
+    free(other);
+}
+
 // ---- embedding ----------------------------------------------------------------------------
 
 static void test_embedding(void) {
@@ -993,6 +1040,7 @@ int main(int argc, char **argv) {
     (void)argc;
     (void)argv;
     RUN(test_table_and_memory);
+    RUN(test_sum_and_copy_2d);
     RUN(test_embedding);
     RUN(test_rmsnorm);
     RUN(test_gemm);
