@@ -284,6 +284,7 @@ static MxStatus forward_graph(Model *m, const Batch *b, const StepSampling *samp
         MxStatus run = run_step(m, &sh, sampling != NULL);
         int rc = m->ops->capture_end(m->queue, graph);
         if (run != MX_OK || rc != OPS_OK) { // e.g. a library call that cannot be captured
+            if (rc == OPS_OK && *graph) m->ops->graph_destroy(*graph); // a partial step's graph
             *graph = NULL;
             m->graphs_enabled = false;
             return MX_ERR_ARG;
