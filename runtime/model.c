@@ -101,7 +101,12 @@ MxStatus model_kv_budget(const Model *m, int sharers, int *blocks_out) {
     size_t free_bytes, total;
     MxStatus st = backend_memory(&m->backend, &free_bytes, &total);
     if (st) return st;
-    double budget = (double)free_bytes * m->opt.kv_fraction / (sharers > 0 ? sharers : 1);
+    double budget = (double)free_bytes * m->opt.kv_fraction;
+    // On a GPU, graphs, lazily loaded kernels and cuBLAS need memory after the pool is taken:
+    // even --kv-fraction 1 leaves them 512 MiB.
+    const double device_reserve = 512.0 * 1048576.0;
+    if (!m->ops->host_memory && budget > (double)free_bytes - device_reserve) budget = (double)free_bytes - device_reserve;
+    budget /= sharers > 0 ? sharers : 1;
     int64_t blocks = (int64_t)(budget / (double)per_block);
     if (blocks > cap) blocks = cap;
     if (blocks < 1)
