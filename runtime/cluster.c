@@ -19,7 +19,7 @@ static bool launched_by_mpirun(void) {
 #include <mpi.h>
 
 static int world_rank = 0, world_size = 1, node_rank = 0;
-static bool initialised;
+static bool initialised, marked_failed;
 
 MxStatus cluster_init(void) {
     if (!launched_by_mpirun() || initialised) return MX_OK;
@@ -44,10 +44,12 @@ MxStatus cluster_init(void) {
     return MX_OK;
 }
 
+void cluster_mark_failed(void) { marked_failed = true; }
+
 void cluster_finalize(bool failed) {
     if (!initialised) return;
     initialised = false;
-    if (failed) MPI_Abort(MPI_COMM_WORLD, 1);
+    if (failed || marked_failed) MPI_Abort(MPI_COMM_WORLD, 1);
     else MPI_Finalize();
 }
 
@@ -219,6 +221,7 @@ MxStatus cluster_init(void) {
     return MX_OK;
 }
 void cluster_finalize(bool failed) { (void)failed; }
+void cluster_mark_failed(void) {}
 bool cluster_active(void) { return false; }
 int cluster_rank(void) { return 0; }
 int cluster_size(void) { return 1; }

@@ -18,6 +18,9 @@
 MxStatus cluster_init(void);
 // MPI_Finalize; after a failed run, MPI_Abort (a peer may be stalled and never finalize).
 void cluster_finalize(bool failed);
+// This process's part of the tensor-parallel group failed: finalize aborts whatever the
+// command's exit status (the other processes may be waiting for a step that never comes).
+void cluster_mark_failed(void);
 bool cluster_active(void); // more than one process
 int cluster_rank(void);    // this process (0 without mpirun)
 int cluster_size(void);    // processes (1 without mpirun)

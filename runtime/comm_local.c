@@ -237,7 +237,7 @@ MxStatus comm_local_create_spanning(int size, int first_rank, int world, Comm *o
         LocalComm *lc = mx_calloc(1, sizeof *lc);
         if (!lc) {
             st = mx_fail(MX_ERR_NOMEM, "comm group");
-            for (int k = 0; k < r; k++) comm_destroy(comms[k]);
+            for (int k = 0; k < r; k++) comm_destroy(comms[k]), comms[k] = NULL; // not freed again by the caller
             break;
         }
         lc->base = (Comm){.impl = &local_impl, .rank = first_rank + r, .size = world, .ops = ops, .timeout_s = timeout_s};

@@ -93,11 +93,15 @@ static MxStatus nccl_gather_vocab(Comm *c, const float *local, float *full, int 
     cudaStream_t s = (cudaStream_t)ops_cuda_stream(queue);
     size_t slice = (size_t)rows * (size_t)stride;
     if (c->rank == 0 && n->scratch_floats < slice * (size_t)c->size) {
-        cudaFree(n->scratch);
+        // Stream-ordered: a plain cudaFree would wait for the device, and so for a queued
+        // all-reduce whose peer may have died, before this rank could time out and abort.
+        if (n->scratch) cudaFreeAsync(n->scratch, s);
         n->scratch = NULL;
         n->scratch_floats = 0;
-        if (cudaMalloc((void **)&n->scratch, slice * (size_t)c->size * sizeof(float)) != cudaSuccess)
+        if (cudaMallocAsync((void **)&n->scratch, slice * (size_t)c->size * sizeof(float), s) != cudaSuccess) {
+            cudaGetLastError();
             return fail(c, "logits gather", "out of device memory for its scratch");
+        }
         n->scratch_floats = slice * (size_t)c->size;
     }
     ncclResult_t rc = ncclGroupStart();

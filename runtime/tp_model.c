@@ -230,7 +230,12 @@ void tp_model_free(TpModel *t) {
         backend_bind_thread(&t->ranks[r].backend);
         model_free(&t->ranks[r]);
     }
-    for (int r = 0; t->comms && r < t->n_local; r++) comm_destroy(t->comms[r]);
+    // A broken group is aborted, not destroyed: a destroy may wait for peers that are gone.
+    for (int r = 0; t->comms && r < t->n_local; r++) {
+        if (t->broken && t->comms[r]) comm_abort(t->comms[r], "the tensor-parallel group failed");
+        comm_destroy(t->comms[r]);
+    }
+    if (t->cluster && t->broken) cluster_mark_failed(); // the other processes may wait on us
     if (t->ranks && t->n_local > 0 && t->ranks[0].ops) backend_bind_thread(&t->ranks[0].backend);
     mx_free(t->ranks);
     mx_free(t->comms);
