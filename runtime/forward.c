@@ -36,6 +36,27 @@ MxStatus model_check_batch(const Model *m, const Batch *b) {
     for (int i = 0; i < b->n_kv_indices; i++)
         if (b->kv_indices[i] < 0 || b->kv_indices[i] >= m->opt.kv_blocks)
             return mx_fail(MX_ERR_ARG, "block id %d out of range", b->kv_indices[i]);
+    // The structure the device kernels trust without checking: offsets that start at 0, only
+    // grow and end at the totals; each sequence's new tokens at the end of its context, with
+    // blocks for all of it; slots in the pool (or < 0: not written); logits rows in range.
+    if (b->q_start[0] != 0 || b->q_start[b->n_seqs] != b->n_tokens || b->kv_indptr[0] != 0 ||
+        b->kv_indptr[b->n_seqs] != b->n_kv_indices)
+        return mx_fail(MX_ERR_ARG, "batch offsets do not match its totals");
+    const int bs = m->opt.block_size;
+    const int64_t n_slots = (int64_t)m->opt.kv_blocks * bs;
+    for (int s = 0; s < b->n_seqs; s++) {
+        int n_q = b->q_start[s + 1] - b->q_start[s], n_blocks = b->kv_indptr[s + 1] - b->kv_indptr[s];
+        if (n_q < 0 || n_blocks < 0 || b->ctx_len[s] < n_q || n_blocks < (b->ctx_len[s] + bs - 1) / bs)
+            return mx_fail(MX_ERR_ARG, "batch sequence %d: %d new tokens, context %d, %d blocks", s, n_q,
+                           b->ctx_len[s], n_blocks);
+        for (int t = b->q_start[s]; t < b->q_start[s + 1]; t++)
+            if (b->positions[t] != b->ctx_len[s] - n_q + (t - b->q_start[s]) || b->slot_mapping[t] >= n_slots)
+                return mx_fail(MX_ERR_ARG, "batch token %d: position %d, slot %lld", t, b->positions[t],
+                               (long long)b->slot_mapping[t]);
+    }
+    for (int r = 0; r < b->n_rows; r++)
+        if (b->logits_rows[r] < 0 || b->logits_rows[r] >= b->n_tokens)
+            return mx_fail(MX_ERR_ARG, "logits row %d is not a token of the batch", b->logits_rows[r]);
     return MX_OK;
 }
 

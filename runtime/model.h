@@ -111,8 +111,9 @@ void model_plan_describe(const MemoryPlan *p, char *buf, size_t len);
 // A Batch sized for this model's capacities; release with batch_destroy.
 MxStatus model_batch_init(const Model *m, Batch *b);
 
-// What the ops cannot check: capacities, token ids, positions against the context, block
-// ids. MX_ERR_ARG, MX_ERR_TOKEN or MX_ERR_CONTEXT (model_forward checks it first).
+// What the device ops cannot check: capacities, token ids, the context limit, block ids, and
+// the batch's structure (offsets, positions, slots, logits rows). MX_ERR_ARG, MX_ERR_TOKEN or
+// MX_ERR_CONTEXT (model_forward checks it first).
 MxStatus model_check_batch(const Model *m, const Batch *b);
 
 // Runs one step: embeds b's tokens, writes their K/V into the pages named by slot_mapping,

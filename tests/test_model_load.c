@@ -235,6 +235,51 @@ static void test_dummy_model(void) {
     free(logits[1]);
 }
 
+// A batch broken in one field at a time is refused before any op runs (the CUDA kernels
+// trust the structure; a follower process receives it over the network), and the model
+// still runs the intact batch afterwards.
+static void test_bad_batches(void) {
+    ModelConfig cfg;
+    CHECK_STATUS(model_preset_config("small-100m", &cfg), MX_OK);
+    cfg.n_layers = 1;
+    ModelOptions opt = model_options_default();
+    opt.kv_blocks = 4;
+    Model m;
+    CHECK_STATUS(model_load_dummy(&cfg, test_cpu_backend(), &opt, &m), MX_OK);
+    Batch b;
+    BlockTable t = {0};
+    int32_t prompt[5] = {1, 2, 3, 4, 5};
+    CHECK_STATUS(model_batch_init(&m, &b), MX_OK);
+    CHECK_STATUS(block_table_reserve(&t, &m.pool, m.opt.block_size, 5), MX_OK);
+    CHECK_STATUS(batch_add(&b, prompt, 5, 0, &t, m.opt.block_size, BATCH_LOGITS_LAST), MX_OK);
+    CHECK_STATUS(model_check_batch(&m, &b), MX_OK);
+    enum { Q_START, Q_END, INDPTR, CTX, POSITION, SLOT, ROW, CASES };
+    for (int c = 0; c < CASES; c++) {
+        Batch bad = b;
+        int32_t q_start[2] = {b.q_start[0], b.q_start[1]}, indptr[2] = {b.kv_indptr[0], b.kv_indptr[1]};
+        int32_t ctx = b.ctx_len[0], positions[5], row = b.logits_rows[0];
+        int64_t slots[5];
+        memcpy(positions, b.positions, sizeof positions);
+        memcpy(slots, b.slot_mapping, sizeof slots);
+        bad.q_start = q_start, bad.kv_indptr = indptr, bad.ctx_len = &ctx, bad.positions = positions;
+        bad.slot_mapping = slots, bad.logits_rows = &row;
+        if (c == Q_START) q_start[0] = 1;
+        if (c == Q_END) q_start[1] = 4;
+        if (c == INDPTR) indptr[1] = b.n_kv_indices + 1;
+        if (c == CTX) ctx = 4; // fewer than its 5 new tokens
+        if (c == POSITION) positions[2] = 7;
+        if (c == SLOT) slots[4] = (int64_t)opt.kv_blocks * m.opt.block_size;
+        if (c == ROW) row = 5;
+        CHECK_STATUS(model_check_batch(&m, &bad), MX_ERR_ARG);
+    }
+    float *logits = malloc((size_t)cfg.vocab_size * sizeof(float));
+    CHECK_STATUS(model_forward(&m, &b, logits), MX_OK);
+    free(logits);
+    block_table_release(&t, &m.pool);
+    batch_destroy(&b);
+    model_free(&m);
+}
+
 // The load-progress callback: once per layer, in order, for a directory and for dummy
 // weights alike (bench draws its bar from it).
 static int progress_calls, progress_last, progress_total;
@@ -339,6 +384,7 @@ int main(void) {
     RUN(test_unaligned_tensors);
     RUN(test_bad_options);
     RUN(test_dummy_model);
+    RUN(test_bad_batches);
     RUN(test_load_progress);
     RUN(test_alloc_failures);
     RUN(test_generate_errors);
