@@ -188,9 +188,12 @@ MxStatus tp_model_load(const char *dir, const ModelConfig *dummy, const Backend 
         if (o.rank > 0) o.progress = NULL;
         if (!st) st = dir ? model_load(dir, &b, &o, &out->ranks[i]) : model_load_dummy(dummy, &b, &o, &out->ranks[i]);
     }
-    // Every process must agree on the options and the checkpoint before they talk.
+    // Every process must agree on the options and the checkpoint before they talk. Processes
+    // finish loading minutes apart (disks, page caches), so this first meeting waits up to
+    // 30 minutes; a process whose load fails exits through MPI_Abort, which ends the wait.
+    const double load_wait = tpo->timeout_s > 1800.0 ? tpo->timeout_s : 1800.0;
     if (!st && out->cluster &&
-        !(st = cluster_check_same(options_fingerprint(&out->ranks[0]), "the model config or options", tpo->timeout_s)))
+        !(st = cluster_check_same(options_fingerprint(&out->ranks[0]), "the model config or options", load_wait)))
         st = cluster_check_same(out->ranks[0].w.fingerprint, "the checkpoint", tpo->timeout_s);
     int blocks = INT32_MAX;
     for (int i = 0; i < out->n_local && !st; i++) {
