@@ -212,10 +212,10 @@ MxStatus comm_nccl_create_ranks(const CommNcclId *uid, int world, int first_rank
         ncclResult_t end = ncclGroupEnd();
         if (rc == ncclSuccess && end != ncclInProgress) rc = end;
     }
+    const double deadline = mx_now_seconds() + timeout_s; // for all local ranks together
     for (int i = 0; i < n_local && !st; i++) {
         cudaSetDevice(devices[i]);
         ncclResult_t state = ncclInProgress;
-        double deadline = mx_now_seconds() + timeout_s;
         while (rc == ncclSuccess && n[i]->nc && ncclCommGetAsyncError(n[i]->nc, &state) == ncclSuccess &&
                state == ncclInProgress && mx_now_seconds() < deadline)
             usleep(100);
