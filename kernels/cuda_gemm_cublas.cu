@@ -41,22 +41,25 @@ static char load_error[512];
 #define CUBLAS_SONAME(v) CUBLAS_SONAME_(v)
 
 // The loader's search path first, then the directory of the libcudart in use (the
-// toolkit's lib folder or a Python wheel's), where the matching libcublas usually sits.
+// toolkit's lib folder or a Python wheel's), then the toolkit this was built with.
 static void *open_cublas(void) {
     const char *name = CUBLAS_SONAME(CUBLAS_VER_MAJOR);
     void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
     if (h) return h;
     snprintf(load_error, sizeof load_error, "%s", dlerror());
+    char dirs[2][1024] = {"", ""};
     Dl_info info;
-    if (dladdr((void *)&cudaRuntimeGetVersion, &info) && info.dli_fname) {
-        const char *slash = strrchr(info.dli_fname, '/');
-        char path[1024];
-        if (slash && snprintf(path, sizeof path, "%.*s/%s", (int)(slash - info.dli_fname), info.dli_fname, name) <
-                         (int)sizeof path &&
-            (h = dlopen(path, RTLD_NOW | RTLD_LOCAL)))
-            return h;
+    if (dladdr((void *)&cudaRuntimeGetVersion, &info) && info.dli_fname && strrchr(info.dli_fname, '/'))
+        snprintf(dirs[0], sizeof dirs[0], "%.*s", (int)(strrchr(info.dli_fname, '/') - info.dli_fname), info.dli_fname);
+#ifdef MYRMEX_CUDA_LIB_DIR
+    snprintf(dirs[1], sizeof dirs[1], "%s", MYRMEX_CUDA_LIB_DIR);
+#endif
+    for (int i = 0; i < 2 && !h; i++) {
+        char path[1100];
+        if (dirs[i][0] && snprintf(path, sizeof path, "%s/%s", dirs[i], name) < (int)sizeof path)
+            h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     }
-    return NULL;
+    return h;
 }
 
 static void load_cublas(void) {
