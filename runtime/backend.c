@@ -69,7 +69,7 @@ int backend_cuda_device_count(void) {
 
 MxStatus backend_bind_thread(const Backend *b) {
 #ifdef MYRMEX_HAVE_CUDA
-    if (b->device >= 0 && ops_cuda_use_device(b->device) != OPS_OK)
+    if (b->ops == &ops_cuda && b->device >= 0 && ops_cuda_use_device(b->device) != OPS_OK)
         return mx_fail(MX_ERR_DEVICE, "cannot use CUDA device %d", b->device);
 #else
     (void)b;

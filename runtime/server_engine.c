@@ -323,14 +323,15 @@ void *server_engine_main(void *arg) {
         }
         pending = s->pending_seqs;
         pthread_mutex_unlock(&s->lock);
-        for (int i = 0; i < n_resume; i++) MHD_resume_connection(resume[i]);
 
+        // The metrics first: a client that reads /metrics after its answer sees its blocks freed.
         MxEngineStats st;
         mx_engine_stats(s->engine, &st);
         metrics_engine(&s->metrics, &st);
         pthread_mutex_lock(&s->metrics.lock);
         s->metrics.pending = pending;
         pthread_mutex_unlock(&s->metrics.lock);
+        for (int i = 0; i < n_resume; i++) MHD_resume_connection(resume[i]);
     }
     return NULL;
 }

@@ -20,6 +20,11 @@
 #include "alloc.h"
 #include "server_internal.h"
 
+// Bounds of the options (tools/cmd_serve.c refuses the same values with a usage error).
+#define SERVER_MAX_QUEUE (1 << 20)  // --max-queue
+#define SERVER_MAX_ADMIT (1 << 24)  // --max-seqs + --max-queue (the publish lists hold twice that)
+#define SERVER_MAX_GRACE_S 1e6      // --shutdown-grace, seconds
+
 double server_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -33,9 +38,30 @@ ServerConfig server_config_default(void) {
 
 int server_port(const Server *s) { return s ? s->port : 0; }
 
+// The watchdog's log (RELIABILITY.md: "a watchdog logs it"): one line when the engine has
+// made no step for --watchdog seconds with work waiting (/health says the same), one when
+// that step returns (it may already have stopped being polled if the step failed for good).
+// It runs in server_failed, which cmd_serve polls five times a second from
+// its main thread, since the engine thread may be the one that is stuck.
+
+static void watchdog_log(Server *s) {
+    double now = server_now();
+    bool stalled = s->engine_has_work && now - s->last_progress > s->cfg.watchdog_s;
+    if (stalled && s->last_progress != s->watchdog_logged) {
+        fprintf(stderr, "myrmex serve: watchdog: no engine step for %.1f s with requests waiting; /health reports unhealthy\n",
+                now - s->last_progress);
+        s->watchdog_logged = s->last_progress;
+    } else if (!stalled && s->watchdog_logged >= 0 && s->last_progress != s->watchdog_logged) {
+        fprintf(stderr, "myrmex serve: watchdog: the stalled engine step returned after %.1f s\n",
+                s->last_progress - s->watchdog_logged);
+        s->watchdog_logged = -1;
+    }
+}
+
 bool server_failed(Server *s) {
     pthread_mutex_lock(&s->lock);
     bool dead = s->engine_dead;
+    watchdog_log(s);
     pthread_mutex_unlock(&s->lock);
     return dead;
 }
@@ -201,6 +227,15 @@ static enum MHD_Result submit(Server *s, struct MHD_Connection *c, Request *r) {
     buf_free(&r->body);
     j->srv = s;
     j->n_choices = j->rq.n_prompts * j->rq.n;
+    if (j->n_choices > s->admit_limit) { // never admissible: a 429 would be retried forever
+        ApiError e;
+        api_error_set(&e, 400, "invalid_request_error", "n", NULL,
+                      "%d choices (prompts x n) are more than this server admits at once (%d: --max-seqs + --max-queue)",
+                      j->n_choices, s->admit_limit);
+        api_request_free(&j->rq);
+        mx_free(j);
+        return send_error(s, c, &e, NULL);
+    }
     j->choices = mx_calloc((size_t)j->n_choices, sizeof *j->choices);
     if (!j->choices) {
         api_request_free(&j->rq);
@@ -402,12 +437,14 @@ static void server_free(Server *s) {
 MxStatus server_start(MxEngine *e, const ServerConfig *cfg, Server **out) {
     *out = NULL;
     if (!e || !cfg || !cfg->model_dir || !cfg->host) return mx_fail(MX_ERR_ARG, "server_start needs an engine, a model and a host");
-    if (cfg->port < 0 || cfg->port > 65535 || cfg->max_queue < 0 || cfg->threads < 1 || cfg->threads > 1024 ||
-        cfg->max_body_bytes < 1024 || cfg->timeout_s < 1)
-        return mx_fail(MX_ERR_ARG, "bad server options (port, queue, threads, body limit or timeout)");
+    if (cfg->port < 0 || cfg->port > 65535 || cfg->max_queue < 0 || cfg->max_queue > SERVER_MAX_QUEUE || cfg->threads < 1 ||
+        cfg->threads > 1024 || cfg->max_body_bytes < 1024 || cfg->timeout_s < 1 || !(cfg->watchdog_s > 0) ||
+        !(cfg->shutdown_grace_s >= 0 && cfg->shutdown_grace_s <= SERVER_MAX_GRACE_S))
+        return mx_fail(MX_ERR_ARG, "bad server options (port, queue, threads, body limit, timeout, watchdog or grace)");
     Server *s = mx_calloc(1, sizeof *s);
     if (!s) return mx_fail(MX_ERR_NOMEM, "server");
     s->cfg = *cfg;
+    s->watchdog_logged = -1;
     s->engine = e;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
@@ -436,7 +473,10 @@ MxStatus server_start(MxEngine *e, const ServerConfig *cfg, Server **out) {
                           .vocab_size = s->info.vocab_size, .max_context = s->info.max_context, .kv_blocks = s->info.kv_blocks,
                           .block_size = s->info.block_size, .prompt_logprobs = s->info.prompt_logprob_rows > 0};
     (void)probe;
-    s->admit_limit = s->info.max_seqs + cfg->max_queue;
+    if (!st && (long long)s->info.max_seqs + cfg->max_queue > SERVER_MAX_ADMIT) // pub_cap below stays an int
+        st = mx_fail(MX_ERR_ARG, "--max-seqs %d + --max-queue %d is over %d sequences", s->info.max_seqs, cfg->max_queue,
+                     SERVER_MAX_ADMIT);
+    s->admit_limit = st ? 0 : s->info.max_seqs + cfg->max_queue;
     s->pub_cap = 2 * s->admit_limit + 2;
     s->pub = mx_calloc((size_t)s->pub_cap, sizeof *s->pub);
     s->resume = mx_calloc((size_t)s->pub_cap, sizeof *s->resume);
@@ -470,6 +510,18 @@ MxStatus server_start(MxEngine *e, const ServerConfig *cfg, Server **out) {
     return MX_OK;
 }
 
+// CLOCK_REALTIME now + seconds (in [0, SERVER_MAX_GRACE_S], fractions kept), for
+// pthread_cond_timedwait.
+static struct timespec deadline_in(double seconds) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    time_t whole = (time_t)seconds;
+    long ns = t.tv_nsec + (long)((seconds - (double)whole) * 1e9);
+    t.tv_sec += whole + ns / 1000000000L;
+    t.tv_nsec = ns % 1000000000L;
+    return t;
+}
+
 void server_stop(Server *s) {
     if (!s) return;
     pthread_mutex_lock(&s->lock);
@@ -481,9 +533,7 @@ void server_stop(Server *s) {
     }
     if (s->engine_running) {
         pthread_mutex_lock(&s->lock);
-        struct timespec deadline;
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += (time_t)s->cfg.shutdown_grace_s;
+        struct timespec deadline = deadline_in(s->cfg.shutdown_grace_s);
         while (s->n_jobs > 0 && pthread_cond_timedwait(&s->idle, &s->lock, &deadline) == 0) {
         }
         if (s->n_jobs > 0) { // out of patience: abort, each still gets its answer
@@ -498,8 +548,7 @@ void server_stop(Server *s) {
         // Every request is answered; let the answers reach their clients (bounded: a client
         // that stopped reading must not hold the exit).
         pthread_mutex_lock(&s->lock);
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += 10;
+        deadline = deadline_in(10);
         while (s->n_live > 0 && pthread_cond_timedwait(&s->idle, &s->lock, &deadline) == 0) {
         }
         pthread_mutex_unlock(&s->lock);

@@ -106,6 +106,7 @@ struct Server {
     int admit_limit;          // max_seqs + max_queue
     bool stopping, abort_all, stop_engine;
     double last_progress;     // when the engine last stepped (or was idle)
+    double watchdog_logged;   // last_progress of the stall the watchdog last logged; -1: none
     bool engine_has_work, engine_failing;
     bool engine_dead;         // its tensor-parallel ranks failed: nothing can run any more
                               // (every request then gets 503 ENGINE_DEAD_MESSAGE)

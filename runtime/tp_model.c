@@ -230,7 +230,7 @@ void tp_model_free(TpModel *t) {
     if (t->cluster && cluster_rank() == 0 && t->comms && t->comms[0] && !t->broken)
         cluster_send_stop(t->timeout_s); // the other processes leave tp_model_follow
     for (int r = 0; t->ranks && r < t->n_local; r++) {
-        backend_bind_thread(&t->ranks[r].backend);
+        if (t->ranks[r].ops) backend_bind_thread(&t->ranks[r].backend); // a failed load left it zeroed
         model_free(&t->ranks[r]);
     }
     // A broken group is aborted, not destroyed: a destroy may wait for peers that are gone.

@@ -322,6 +322,22 @@ def test_bad_inputs(s, vocab):
     check(status == 200, "still serving after the bad inputs")
 
 
+def test_options():
+    """Values the server cannot honour are usage errors (exit 2) before anything loads: a
+    queue whose sum with --max-seqs overflowed once answered every request 429, and a huge
+    grace overflowed the shutdown deadline."""
+    for args, msg in ((["--max-queue", "2147483647"], "--max-queue must be in [0, 1048576]"),
+                      (["--max-seqs", "16777216", "--max-queue", "1"], "--max-seqs + --max-queue must be at most"),
+                      (["--shutdown-grace", "1e300"], "--shutdown-grace must be in [0, 1000000]")):
+        try:
+            p = subprocess.run([MYRMEX, "serve", "--model", MODEL, "--port", "0", "--device", "cpu", *args],
+                               capture_output=True, text=True, timeout=30)
+            rc, err = p.returncode, p.stderr
+        except subprocess.TimeoutExpired:
+            rc, err = "hung", ""
+        check(rc == 2 and msg in err, f"serve {' '.join(args)}: exit 2 with '{msg}', got {rc} {err[-200:]!r}")
+
+
 def test_kv_pool_admission():
     s = Server("--kv-blocks", "8", "--block-size", "16", "--timeout", "1")  # 128 tokens of KV < the 512 context
     # Slow and idle clients: half-sent requests hold no thread and are closed after --timeout.
@@ -428,6 +444,13 @@ def test_disconnects(s):
     check(m.get("myrmex_requests_aborted_total", 0) >= 50, "the cut streams were aborted")
     status, _, _ = s.post("/v1/completions", {"prompt": "hi", "max_tokens": 2})
     check(status == 200, "still serving after 100 cut streams")
+    # /metrics read right after an answer already counts that answer's blocks as freed.
+    lagging = 0
+    for i in range(20):
+        s.post("/v1/completions", {"prompt": f"quick {i}", "max_tokens": 3, "stream": i % 2 == 1})
+        m = s.metrics()
+        lagging += m.get('myrmex_kv_blocks{state="live"}') != 0 or m.get("myrmex_requests_pending") != 0
+    check(lagging == 0, f"/metrics after an answer shows its blocks live in {lagging} of 20 requests")
 
 
 def test_overload():
@@ -455,6 +478,13 @@ def test_overload():
             check(json.loads(data)["usage"]["completion_tokens"] == 48, "admitted requests generate all their tokens")
     m = s.wait_idle()
     check(m.get('myrmex_requests_total{status="429"}', 0) == codes.count(429), "429s counted in /metrics")
+    # More choices than the server ever admits at once is the request's fault (400), not a
+    # 429 that a client would retry forever; exactly as many is admitted.
+    status, _, data = s.post("/v1/completions", {"prompt": "hi", "max_tokens": 2, "n": 5})
+    check(status == 400 and json.loads(data)["error"]["param"] == "n",
+          f"n over --max-seqs + --max-queue: 400, got {status} {data[:200]!r}")
+    status, _, data = s.post("/v1/completions", {"prompt": ["a", "b"], "max_tokens": 2, "n": 2})
+    check(status == 200, f"prompts x n == --max-seqs + --max-queue is admitted, got {status} {data[:200]!r}")
     s.stop()
 
 
@@ -523,9 +553,10 @@ def test_graceful_shutdown():
 def test_rank_failure():
     """A tensor-parallel rank that stalls mid-request (RELIABILITY.md, multiple ranks): the
     in-flight requests are answered 503 (a stream: an error event, then [DONE]) within the
-    comm timeout, and the server exits 1 instead of staying up unable to answer."""
+    comm timeout, and the server exits 1 instead of staying up unable to answer. While the step
+    hangs, the watchdog (--watchdog) logs it and /health answers 503."""
     env = dict(os.environ, MYRMEX_FAULT="1:stall:25")  # rank 1 stops answering a few steps in
-    s = Server("--tp", "2", "--comm-timeout", "1", env=env)
+    s = Server("--tp", "2", "--comm-timeout", "2", "--watchdog", "0.3", env=env)
     results = {}
 
     def ask(key, body):
@@ -534,14 +565,30 @@ def test_rank_failure():
         except OSError as e:
             results[key] = (None, {}, str(e).encode())
 
+    health = []
+
+    def poll_health():
+        while any(t.is_alive() for t in threads):
+            try:
+                status, _, data = s.request("GET", "/health", timeout=5)
+                health.append((status, data))
+            except OSError:
+                pass
+            time.sleep(0.1)
+
     body = {"prompt": "long", "max_tokens": 200, "ignore_eos": True}
     threads = [threading.Thread(target=ask, args=("whole", body)),
                threading.Thread(target=ask, args=("stream", dict(body, stream=True)))]
     t0 = time.time()
     for t in threads:
         t.start()
+    poller = threading.Thread(target=poll_health)
+    poller.start()
     for t in threads:
         t.join()
+    poller.join()
+    check(any(st == 503 and b"no progress" in d for st, d in health),
+          f"/health is 503 while a step hangs past --watchdog: {sorted(set(st for st, _ in health))}")
     status, _, data = results["whole"]
     check(status == 503 and json.loads(data)["error"]["code"] == "engine_failed",
           f"a request in flight when a rank stalls gets 503 engine_failed, got {status} {data[:200]!r}")
@@ -551,7 +598,10 @@ def test_rank_failure():
           f"a stream in flight when a rank stalls ends with an engine_failed event and [DONE]: {data[-300:]!r}")
     rc = s.wait_exit(30)
     check(rc == 1, f"the server exits 1 after its ranks failed, got {rc}: {''.join(s.log[-4:])}")
-    check(time.time() - t0 < 20, f"the failure took {time.time() - t0:.1f} s to surface with --comm-timeout 1")
+    check(time.time() - t0 < 20, f"the failure took {time.time() - t0:.1f} s to surface with --comm-timeout 2")
+    time.sleep(0.2)  # the log's last lines
+    log = "".join(s.log)
+    check("watchdog: no engine step for" in log, f"the watchdog logs the hung step: {log[-600:]!r}")
 
 
 def core():
@@ -568,6 +618,7 @@ def core():
         print(f"main server tests: {time.time() - t0:.1f} s", file=sys.stderr)
     finally:
         s.stop(signal.SIGINT)
+    test_options()
     test_kv_pool_admission()
     test_overload()
     test_graceful_shutdown()

@@ -102,6 +102,17 @@ if bad:
     sys.exit(1)
 EOF
 
+# 1b. Results that cannot be written (a full disk) fail the run with a reason, in every format.
+if [[ -w /dev/full ]]; then
+    for fmt in --json --csv ""; do
+        rc=0
+        "$MYRMEX" bench "${CPU[@]}" --dummy "$FIXTURES/gqa/config.json" -b 1 -i 5 -o 2 -r 1 --warmup 0 $fmt \
+            >/dev/full 2>"$SCRATCH/e" || rc=$?
+        [[ $rc -eq 1 ]] && grep -q "cannot write standard output" "$SCRATCH/e" ||
+            fail "bench ${fmt:-(table)} to a full disk exited $rc: $(tail -1 "$SCRATCH/e")"
+    done
+fi
+
 # 2. A model directory, the table.
 run 0 "${CPU[@]}" --model "$FIXTURES/gqa" -b 2 -i 6 -o 3 -r 1 --warmup 0
 for want in "model: $FIXTURES/gqa (weights from disk)" "TTFT p50/p99" "J/tok dec" "energy unavailable: no GPU in use"; do

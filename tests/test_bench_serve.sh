@@ -96,6 +96,17 @@ if bad:
     sys.exit(1)
 EOF
 
+# 1b. Results that cannot be written (a full disk) fail the run with a reason.
+if [[ -w /dev/full ]]; then
+    for fmt in --json ""; do
+        rc=0
+        "$MYRMEX" bench-serve --url "$URL" --num-prompts 2 --input-len 4 --output-len 2 $fmt >/dev/full \
+            2>"$SCRATCH/err" || rc=$?
+        [[ $rc -eq 1 ]] && grep -q "cannot write standard output" "$SCRATCH/err" ||
+            fail "bench-serve ${fmt:-(table)} to a full disk exited $rc: $(tail -1 "$SCRATCH/err")"
+    done
+fi
+
 # 2. JSONL prompts with a failing and a broken request; a tight TTFT SLO no one meets.
 cat >"$SCRATCH/prompts.jsonl" <<'EOF'
 {"prompt": "hello there", "max_tokens": 3}

@@ -238,6 +238,27 @@ expect 1 inspect "$E" && grep_in "$ERR" "myrmex inspect: error:"
 T=$SCRATCH/truncated
 mkdir -p "$T" && cp "$A/config.json" "$T/" && head -c 1000 "$A/model.safetensors" >"$T/model.safetensors"
 expect 1 inspect "$T" && grep_in "$ERR" "myrmex inspect: error:"
+# The load error itself, also in a CUDA build on a machine without a GPU (the cleanup after
+# a failed load once replaced it with "cannot use CUDA device 0").
+expect 1 generate --model "$T" --prompt-ids 1,2 --max-tokens 1 && grep_in "$ERR" "safetensors header extends past the end"
+
+# --- output that cannot be written (a full disk) is an error, not a success ------------------
+# full_disk CMD...: myrmex CMD... with standard output on /dev/full exits 1 and says why.
+full_disk() {
+    checks=$((checks + 1))
+    local rc=0
+    "$MYRMEX" "$@" >/dev/full 2>"$ERR" || rc=$?
+    if [[ $rc -ne 1 ]] || ! grep -q "error: cannot write standard output" "$ERR"; then
+        fail "myrmex $* to a full disk exited $rc: $(tail -1 "$ERR")"
+    fi
+}
+if [[ -w /dev/full ]]; then
+    full_disk inspect "$A"
+    full_disk inspect "$A" --json
+    full_disk generate --model "$A" --prompt-ids 1,2,3 --max-tokens 2
+    full_disk generate --model "$A" --prompt-ids 1,2,3 --max-tokens 2 --json
+    [[ ! -f ${FIXTURES:-}/tokenizers/llama3/tokenizer.json ]] || full_disk tokenize --model "$FIXTURES/tokenizers/llama3" hello
+fi
 
 # Fixtures written by Hugging Face tools, when present.
 if [[ -n $FIXTURES && -d $FIXTURES ]]; then

@@ -114,7 +114,12 @@ int print_json_line(cJSON *obj) {
     if (!text) return -1;
     puts(text);
     cJSON_free(text);
-    return fflush(stdout) == 0 ? 0 : -1;
+    return 0;
+}
+
+MxStatus check_stdout(void) {
+    if (fflush(stdout) != 0 || ferror(stdout)) return mx_fail(MX_ERR_IO, "cannot write standard output");
+    return MX_OK;
 }
 
 bool flag_given(int argc, char **argv, const char *name) {

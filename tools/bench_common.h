@@ -37,8 +37,10 @@ cJSON *nvml_state_json(const NvmlState *s);
 // {"status": "unavailable", "reason": why}).
 cJSON *bench_manifest(cJSON *gpu, const char *why);
 
-// Prints obj (consumed) on stdout as one line; 0 on success.
+// Prints obj (consumed) on stdout as one line; 0 on success, -1 out of memory.
 int print_json_line(cJSON *obj);
+// MX_OK, or MX_ERR_IO when stdout could not be written (a full disk, a closed pipe).
+MxStatus check_stdout(void);
 
 // Whether argv has option `name` (as "NAME" or "NAME=..."), before any "--".
 bool flag_given(int argc, char **argv, const char *name);

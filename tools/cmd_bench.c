@@ -644,10 +644,11 @@ int cmd_bench(int argc, char **argv) {
         for (int g = 0; b.nvml && g < b.n_gpus; g++) nvml_read(b.nvml, g, &ri.end[g]);
     }
     if (!st) {
-        if (f.json) rc = print_bench_json(&b, &ri, res, n_done) ? 1 : 0;
+        if (f.json && print_bench_json(&b, &ri, res, n_done)) st = mx_fail(MX_ERR_NOMEM, "JSON output");
         else if (f.csv) print_csv(&b, res, n_done);
-        else print_table(&b, &ri, res, n_done);
+        else if (!f.json) print_table(&b, &ri, res, n_done);
     }
+    if (!st) st = check_stdout(); // a full disk or a closed pipe is not a success
     if (st) {
         fprintf(stderr, "myrmex bench: error: %s\n", mx_last_error());
         rc = 1;

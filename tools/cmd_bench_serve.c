@@ -596,6 +596,7 @@ int cmd_bench_serve(int argc, char **argv) {
         for (int i = 0; i < done; i++) print_point(&res[i], &slo);
     }
     rc = 0;
+    if (!st) st = check_stdout(); // a full disk or a closed pipe is not a success
     if (st) {
         fprintf(stderr, "myrmex bench-serve: error: %s\n", mx_last_error());
         rc = 1;

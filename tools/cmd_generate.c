@@ -405,6 +405,9 @@ int cmd_generate(int argc, char **argv) {
     if (st != MX_OK) {
         fprintf(stderr, "myrmex generate: error: %s\n", mx_last_error());
         rc = 1;
+    } else if (fflush(stdout) != 0 || ferror(stdout)) { // a full disk, a closed pipe: not a success
+        fprintf(stderr, "myrmex generate: error: cannot write standard output\n");
+        rc = 1;
     }
     mx_engine_destroy(e);
     prompt_jobs_free(jobs, n_jobs);

@@ -301,5 +301,9 @@ int cmd_inspect(int argc, char **argv) {
         fprintf(stderr, "myrmex %s: error: %s\n", CMD, mx_last_error());
         return 1;
     }
+    if (fflush(stdout) != 0 || ferror(stdout)) { // a full disk, a closed pipe: not a success
+        fprintf(stderr, "myrmex %s: error: cannot write standard output\n", CMD);
+        return 1;
+    }
     return 0;
 }

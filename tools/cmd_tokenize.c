@@ -197,7 +197,7 @@ int cmd_tokenize(int argc, char **argv) {
     }
     tokenizer_free(tok);
     int_list_free(&decode);
-    if (rc == 0 && fflush(stdout) != 0) {
+    if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout))) { // ferror: an earlier flush failed
         fprintf(stderr, "myrmex " CMD ": error: cannot write standard output\n");
         rc = 1;
     }
