@@ -550,6 +550,34 @@ def test_graceful_shutdown():
           "a stream cut by the shutdown ends with a 503 error event and [DONE]")
 
 
+def test_second_signal():
+    """A graceful stop waits for the requests in flight; when a step hangs (here a stalled
+    rank with a long --comm-timeout), a second SIGTERM ends the process at once."""
+    env = dict(os.environ, MYRMEX_FAULT="1:stall:25")
+    s = Server("--tp", "2", "--comm-timeout", "120", env=env)
+
+    def ask():
+        try:
+            s.post("/v1/completions", {"prompt": "long", "max_tokens": 200, "ignore_eos": True}, timeout=15)
+        except OSError:
+            pass  # the server is killed under it
+
+    t = threading.Thread(target=ask, daemon=True)
+    t.start()
+    time.sleep(1.0)  # the stall is a few steps in
+    s.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = s.proc.wait(1.5)
+    except subprocess.TimeoutExpired:
+        rc = "waiting"
+    check(rc == "waiting", f"the first SIGTERM waits for the request in flight, got {rc}")
+    s.proc.send_signal(signal.SIGTERM)
+    t0 = time.time()
+    rc = s.wait_exit(10)
+    check(rc == -signal.SIGTERM and time.time() - t0 < 5, f"a second SIGTERM ends the server at once, got {rc}")
+    t.join(20)
+
+
 def test_rank_failure():
     """A tensor-parallel rank that stalls mid-request (RELIABILITY.md, multiple ranks): the
     in-flight requests are answered 503 (a stream: an error event, then [DONE]) within the
@@ -622,6 +650,7 @@ def core():
     test_kv_pool_admission()
     test_overload()
     test_graceful_shutdown()
+    test_second_signal()
     test_rank_failure()
 
 

@@ -5,7 +5,8 @@
 //
 // Signals: SIGINT and SIGTERM are blocked in every thread before any starts; the main
 // thread waits for one with sigtimedwait, then stops the server gracefully and exits 0. It
-// also stops, with exit status 1, once the engine has failed for good (server_failed).
+// also stops, with exit status 1, once the engine has failed for good (server_failed). A
+// second signal during the graceful stop ends the process at once (a GPU step may hang).
 #include "commands.h"
 
 #if MYRMEX_HAVE_SERVE
@@ -136,7 +137,12 @@ int cmd_serve(int argc, char **argv) {
     struct timespec poll = {0, 200 * 1000 * 1000};
     while (sig < 0 && !(failed = server_failed(srv))) sig = sigtimedwait(&stop_signals, NULL, &poll);
     if (failed) fprintf(stderr, "myrmex serve: the engine failed for good; stopping\n");
-    else fprintf(stderr, "myrmex serve: %s: finishing in-flight requests\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    else fprintf(stderr, "myrmex serve: %s: finishing in-flight requests (a second signal stops at once)\n",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+    // From here the signals take their default action on this thread: the process ends.
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
     server_stop(srv);
     mx_engine_destroy(e);
     fprintf(stderr, "myrmex serve: stopped\n");
