@@ -2,7 +2,8 @@
 # Tensor parallelism across processes: `mpirun -np 2 myrmex generate --tp 2` (one rank per
 # process) and `--tp 4` (two ranks per process, on threads, the processes joined over MPI)
 # on the CPU backend give exactly the output of one process with --tp 1 (and with --tp 2
-# threads), several prompts at once; and when a rank dies or stalls, in either layout, the
+# threads), several prompts at once; processes with different options or checkpoints refuse
+# to start; and when a rank dies or stalls, in either layout, the
 # run fails within the comm timeout with a non-zero exit instead of hanging. Skipped (77)
 # without mpirun or when the binary was built without MPI.
 #
@@ -68,6 +69,32 @@ refused() { # expected-message args...
 refused "give --tp 2" --tp 1
 refused "give --tp 2 or a multiple" --tp 3
 refused "cannot span the processes" --tp 4 --comm threads
+
+# Processes that loaded different options or a different checkpoint refuse to start (MPMD:
+# process 1 gets its own command line): --max-seqs 2 against 3, and a copy of the model
+# whose first tensor's first byte differs.
+mismatch() { # expected-message args-of-process-1...
+    local want=$1
+    shift
+    timeout 60 mpirun -np 1 "$MYRMEX" "${common[@]}" --tp 2 : -np 1 "$MYRMEX" "${common[@]}" --tp 2 "$@" \
+        >/dev/null 2>"$SCRATCH/mismatch.err"
+    local rc=$?
+    [[ $rc -ne 0 && $rc -ne 124 ]] || fail "processes with different $want: mpirun exited $rc"
+    grep -q "$want differs" "$SCRATCH/mismatch.err" ||
+        fail "processes with different $want: $(grep myrmex "$SCRATCH/mismatch.err" | head -2)"
+}
+mismatch "the model config or options" --max-seqs 2
+cp -r "$MODEL" "$SCRATCH/other"
+python3 - "$SCRATCH/other/model.safetensors" <<'EOF' || fail "could not perturb the checkpoint"
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    f.seek(8 + n)
+    b = f.read(1)
+    f.seek(8 + n)
+    f.write(bytes([b[0] ^ 0x40]))
+EOF
+mismatch "the checkpoint" --model "$SCRATCH/other"
 
 # Faults: rank R exits, or stalls, at its 5th collective (mid-step): with one rank per
 # process (R 1: process 1), and with two (R 3: process 1's second rank, on a thread).
