@@ -76,6 +76,7 @@ typedef struct Request {
     Buf body;
     bool too_large;
     Job *job;
+    double started; // server_now() at its headers: the body must arrive within --timeout
 } Request;
 
 static enum MHD_Result send_body(Server *s, struct MHD_Connection *c, int status, const char *type, const char *body,
@@ -346,10 +347,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (!r) {
         if (!(r = mx_calloc(1, sizeof *r))) return MHD_NO;
         *con_cls = r;
+        r->started = server_now();
         return begin(s, c, r, url, method);
     }
     if (r->job) return resumed(s, c, r);
     if (*upload_size) {
+        // The idle timeout alone would let a client trickle a byte at a time and hold the
+        // connection forever; the whole body gets --timeout too. Closing is all that is left
+        // mid-upload.
+        if (server_now() - r->started > s->cfg.timeout_s) return MHD_NO;
         if (!r->too_large && r->body.len + *upload_size > s->cfg.max_body_bytes) {
             r->too_large = true;
             buf_free(&r->body);

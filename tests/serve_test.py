@@ -357,6 +357,21 @@ def test_kv_pool_admission():
     check(closed and time.time() - t0 < 8, "an idle connection is closed after --timeout")
     for sock in idle:
         sock.close()
+    # A client that trickles its body, a byte at a time within the idle timeout, is closed once
+    # the whole body has taken --timeout.
+    slow = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    slow.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100\r\n\r\n")
+    t0 = time.time()
+    closed = False
+    while not closed and time.time() - t0 < 8:
+        try:
+            slow.sendall(b" ")
+            time.sleep(0.3)
+        except OSError:
+            closed = True
+    check(closed and time.time() - t0 < 6, f"a trickled body is cut after --timeout, took {time.time() - t0:.1f} s")
+    slow.close()
     status, _, data = s.post("/v1/completions", {"prompt": [5] * 200, "max_tokens": 2})
     check(status == 400 and b"KV cache" in data, f"prompt larger than the KV pool: 400 at admission, got {status}")
     status, _, _ = s.post("/v1/completions", {"prompt": [5] * 100, "max_tokens": 2})

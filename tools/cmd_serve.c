@@ -46,7 +46,7 @@ static int parse_flags(int argc, char **argv, Flags *f, MxEngineOptions *eo) {
          "requests admitted beyond --max-seqs before new ones get 429 (default 256)"},
         {"--max-body-mb", ARG_INT, &f->max_body_mb, "N", "largest request body in MiB; larger get 413 (default 16)"},
         {"--http-threads", ARG_INT, &f->threads, "N", "HTTP connection threads (default 4)"},
-        {"--timeout", ARG_INT, &f->timeout_s, "SECONDS", "close connections idle this long (default 60)"},
+        {"--timeout", ARG_INT, &f->timeout_s, "SECONDS", "close connections idle this long, or whose request body takes longer (default 60)"},
         {"--watchdog", ARG_DOUBLE, &f->watchdog_s, "SECONDS",
          "/health turns unhealthy after this long without an engine step while work waits (default 60)"},
         {"--shutdown-grace", ARG_DOUBLE, &f->grace_s, "SECONDS",
