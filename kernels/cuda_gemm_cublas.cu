@@ -6,7 +6,8 @@
 // leading dimension N, and out^T = w * x^T: w [N, K] row-major is w^T column-major (so op(A) =
 // T, lda = K) and x [M, K] row-major is x^T column-major (op(B) = N, ldb = K).
 //
-// The handle is created on the queue's first cuBLAS GEMM, bound to the queue's stream, and
+// The handle is created when a queue switches to cuBLAS (ops_cuda_set_gemm, so never inside
+// a graph capture) or else on its first cuBLAS GEMM; it is bound to the queue's stream and
 // given q->scratch as its workspace so that it never allocates on its own (which it must not
 // do while a CUDA graph is being captured). Sharing scratch with the split-K / split-KV
 // partials of other ops is safe because ops on one queue run one after another.
