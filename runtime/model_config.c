@@ -198,7 +198,8 @@ static MxStatus parse_fields(const cJSON *root, ModelConfig *c) {
     double eps = 0;
     if ((st = get_double(root, "rms_norm_eps", 1e-6, MX_ERR_CONFIG_EPS, &eps))) return st;
     c->rms_norm_eps = (float)eps;
-    if (!(c->rms_norm_eps > 0)) return mx_fail(MX_ERR_CONFIG_EPS, "%g underflows float", eps);
+    if (!(c->rms_norm_eps > 0) || !isfinite(c->rms_norm_eps)) // 1e-300 underflows float, 1e39 overflows
+        return mx_fail(MX_ERR_CONFIG_EPS, "%g is not a positive finite float", eps);
     if ((st = parse_rope(root, c))) return st;
 
     const cJSON *tie = member(root, "tie_word_embeddings");
@@ -263,6 +264,9 @@ void model_config_rope_inv_freq(const ModelConfig *c, float *inv_freq) {
             } else if (wavelen >= high_wavelen) {
                 double smooth = (old_ctx / wavelen - c->rope_low_freq_factor) /
                                 (c->rope_high_freq_factor - c->rope_low_freq_factor);
+                // In [0, 1] exactly; rounding can leave it at -1 or 2 when the factors are an ulp
+                // apart, which would make f negative.
+                smooth = smooth < 0 ? 0 : smooth > 1 ? 1 : smooth;
                 f = (1.0 - smooth) * f / c->rope_factor + smooth * f;
             }
         }

@@ -60,9 +60,20 @@ static const char *find_bytes(const char *s, size_t n, const char *pat, size_t m
 
 // ---- normalizer -----------------------------------------------------------------------------
 
+// Normalizers can grow text without bound: a Replace whose content is longer than its pattern,
+// up to 16 of them chained (three 1000-fold Replaces of " " turn 50 bytes into 50 GB). Their
+// output is capped so that TOKENIZER_MAX_TEXT still bounds an encode call's memory; real
+// normalizers grow text at most 3-fold (" " -> "▁", NFC).
+#define TOKENIZER_MAX_NORMALIZED (4 * TOKENIZER_MAX_TEXT)
+
+static MxStatus normalized_too_long(void) {
+    return mx_fail(MX_ERR_ARG, "normalized text is over the %zu-byte limit", TOKENIZER_MAX_NORMALIZED);
+}
+
 MxStatus tok_normalize(const Tokenizer *t, const char *s, size_t n, TokBuf *out, TokBuf *tmp) {
     MxStatus st;
     out->n = 0;
+    if (n > TOKENIZER_MAX_NORMALIZED) return normalized_too_long();
     if ((st = tokbuf_append(out, s, n))) return st;
     for (int k = 0; k < t->n_norm; k++) {
         const NormStep *ns = &t->norm[k];
@@ -70,6 +81,7 @@ MxStatus tok_normalize(const Tokenizer *t, const char *s, size_t n, TokBuf *out,
         tmp->n = 0;
         if (ns->kind == NORM_PREPEND) {
             if (cur->n == 0) continue; // tokenizers never prepends to an empty string
+            if (ns->alen > TOKENIZER_MAX_NORMALIZED - cur->n) return normalized_too_long();
             if ((st = tokbuf_append(tmp, ns->a, ns->alen)) || (st = tokbuf_append(tmp, cur->p, cur->n))) return st;
         } else if (ns->kind == NORM_NFC) { // the text is valid UTF-8 (sanitized, or from the JSON)
             if (cur->n > (SIZE_MAX - 1) / UNICODE_NFC_MAX_EXPANSION) return mx_fail(MX_ERR_NOMEM, "text buffer");
@@ -77,15 +89,18 @@ MxStatus tok_normalize(const Tokenizer *t, const char *s, size_t n, TokBuf *out,
             if ((st = tokbuf_reserve(tmp, cap + 1))) return st;
             size_t len = unicode_nfc(cur->p, cur->n, tmp->p, cap);
             if (len == SIZE_MAX) return mx_fail(MX_ERR_NOMEM, "NFC of %zu bytes", cur->n);
+            if (len > TOKENIZER_MAX_NORMALIZED) return normalized_too_long();
             tmp->n = len;
             tmp->p[len] = 0;
         } else { // NORM_REPLACE: every non-overlapping occurrence, left to right
             const char *p = cur->p, *end = cur->p + cur->n, *hit;
             while ((hit = find_bytes(p, (size_t)(end - p), ns->a, ns->alen))) {
+                if ((size_t)(hit - p) + ns->blen > TOKENIZER_MAX_NORMALIZED - tmp->n) return normalized_too_long();
                 if ((st = tokbuf_append(tmp, p, (size_t)(hit - p))) || (st = tokbuf_append(tmp, ns->b, ns->blen)))
                     return st;
                 p = hit + ns->alen;
             }
+            if ((size_t)(end - p) > TOKENIZER_MAX_NORMALIZED - tmp->n) return normalized_too_long();
             if ((st = tokbuf_append(tmp, p, (size_t)(end - p)))) return st;
         }
         TokBuf swap = *out;

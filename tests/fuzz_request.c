@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "json_util.h"
 #include "server_request.h"
 #include "server_response.h"
 #include "utf8.h"
@@ -53,7 +54,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         size_t n = strlen(err.message);
         if (err.status < 400 || err.status > 599 || !utf8_valid((const uint8_t *)err.message, n)) abort();
         if (len >= 8 && memmem(err.message, n, body, len)) abort(); // never echoes the body
-        mx_free(api_error_json(&err));
+        char *ej = api_error_json(&err);
+        if (ej && (!utf8_valid((const uint8_t *)ej, strlen(ej)) || !json_strict_ok(ej, strlen(ej)))) abort();
+        mx_free(ej);
         return 0;
     }
     if (rq.n_prompts < 1 || rq.n < 1 || rq.n > API_MAX_N || rq.n_prompts * rq.n > API_MAX_CHOICES ||
@@ -86,10 +89,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ApiMeta meta = {.id = "cmpl-fuzz", .created = 1, .model = "model"};
     if (outs && many && many_ids) {
         char *json = api_response_json(&meta, &rq, outs, n_choices, &tt);
-        if (json && !utf8_valid((const uint8_t *)json, strlen(json))) abort();
+        if (json && (!utf8_valid((const uint8_t *)json, strlen(json)) || !json_strict_ok(json, strlen(json)))) abort();
         mx_free(json);
         ApiToken t = {.id = rq.prompts[0].ids[0], .lp = lp[0], .top_ids = top, .top_lp = many, .n_top = rq.top_logprobs};
         char *chunk = api_stream_chunk(&meta, &rq, 0, "x", 1, &t, NULL, true, &tt);
+        if (chunk) { // "data: " JSON "\n\n"
+            size_t n = strlen(chunk);
+            if (n < 8 || memcmp(chunk, "data: ", 6) != 0 || memcmp(chunk + n - 2, "\n\n", 2) != 0 ||
+                !utf8_valid((const uint8_t *)chunk, n) || !json_strict_ok(chunk + 6, n - 8))
+                abort();
+        }
         mx_free(chunk);
     }
     free(outs);

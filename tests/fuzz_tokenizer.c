@@ -5,8 +5,8 @@
 //       tests/fuzz_tokenizer.c runtime/tokenizer.c runtime/tokenizer_load.c \
 //       runtime/tokenizer_components.c runtime/tokenizer_word_chars.c runtime/added_tokens.c \
 //       runtime/bpe.c runtime/detokenizer.c runtime/pretokenize.c runtime/unicode_tables.c \
-//       runtime/utf8.c runtime/json_util.c runtime/alloc.c runtime/status.c -lcjson -lm \
-//       -o fuzz_tokenizer
+//       runtime/unicode_nfc.c runtime/unicode_nfc_tables.c runtime/utf8.c runtime/json_util.c \
+//       runtime/alloc.c runtime/status.c -lcjson -lm -o fuzz_tokenizer
 //   mkdir -p fuzz-corpus && ./fuzz_tokenizer -max_total_time=60 fuzz-corpus
 //
 // Seeds worth adding: the fixtures of tests/test_tokenizer.c, prefixed with a 0 byte
@@ -150,7 +150,10 @@ static void check_decode(const Tokenizer *t, const int32_t *ids, int n) {
 static void check_encode(const Tokenizer *t, const char *text, size_t len, bool roundtrip) {
     int32_t *ids;
     int n;
-    if (tokenizer_encode(t, text, len, true, &ids, &n) != MX_OK) abort();
+    MxStatus st = tokenizer_encode(t, text, len, true, &ids, &n);
+    // A fuzzed tokenizer.json may have normalizers that grow the text past the cap.
+    if (st == MX_ERR_ARG && t != builtin[0] && t != builtin[1] && !ids && !n) return;
+    if (st != MX_OK) abort();
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= tokenizer_vocab_size(t)) abort();
     check_decode(t, ids, n);

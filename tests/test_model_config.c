@@ -94,6 +94,17 @@ static void test_rope_scaling(void) {
     model_config_rope_inv_freq(&c, plain);
     CHECK(scaled[0] == plain[0]);                          // wavelength 2*pi < 64/4
     CHECK(fabsf(scaled[3] - plain[3] / 8) < 1e-9f);       // wavelength 2*pi*10000^(3/4) > 64
+
+    // Fuzz campaign (fuzz_config's inv_freq > 0 check): factors an ulp apart put wavelength
+    // 2*pi*100 (i = 2) between the two cut-offs, where rounding made the blend weight -1 and the
+    // frequency negative.
+    CHECK_STATUS(parse_with("rope_scaling",
+                            "{\"rope_type\": \"llama3\", \"factor\": 1024, \"low_freq_factor\": 0.014323944878270581,"
+                            " \"high_freq_factor\": 0.014323944878270583, \"original_max_position_embeddings\": 9}",
+                            &c),
+                 MX_OK);
+    model_config_rope_inv_freq(&c, scaled);
+    for (int i = 0; i < 4; i++) CHECK(scaled[i] > 0 && isfinite(scaled[i]));
 }
 
 static void test_errors(void) {
@@ -121,6 +132,8 @@ static void test_errors(void) {
     CHECK_STATUS(parse_with("rms_norm_eps", "-1e-5", &c), MX_ERR_CONFIG_EPS);
     CHECK_STATUS(parse_with("rms_norm_eps", "1e-300", &c), MX_ERR_CONFIG_EPS); // underflows float
     CHECK_STATUS(parse_with("rms_norm_eps", "1e999", &c), MX_ERR_CONFIG_EPS);  // cJSON gives inf
+    CHECK_STATUS(parse_with("rms_norm_eps", "1e105", &c), MX_ERR_CONFIG_EPS);  // finite, but inf as float (fuzz)
+    CHECK_STATUS(parse_with("rms_norm_eps", "3.5e38", &c), MX_ERR_CONFIG_EPS); // just above FLT_MAX
     CHECK_STATUS(parse_with("rope_theta", "0", &c), MX_ERR_CONFIG_ROPE_THETA);
     CHECK_STATUS(parse_with("rope_theta", "\"big\"", &c), MX_ERR_CONFIG_ROPE_THETA);
     CHECK_STATUS(parse_with("rope_theta", "5e104", &c), MX_ERR_CONFIG_ROPE_THETA); // found by fuzz_config

@@ -898,6 +898,30 @@ static void test_long_inputs(void) {
     CHECK(n == (int)b.n / 2 && ids[0] == 275);
     mx_free(ids);
     free(b.p);
+
+    // Fuzz campaign (an out-of-memory in fuzz_tokenizer): three chained 1000-fold Replace
+    // normalizers turn 15 bytes into 7 GB; normalized text is capped (64 MB), the encode fails.
+    Buf norm = {0};
+    bprintf(&norm, "{\"type\":\"Sequence\",\"normalizers\":[");
+    for (int k = 0; k < 3; k++) {
+        bprintf(&norm, "%s{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"", k ? "," : "");
+        for (int j = 0; j < 1000; j++) bprintf(&norm, " ");
+        bprintf(&norm, "\"}");
+    }
+    bprintf(&norm, "]}");
+    char *json = sp_json((SpOptions){norm.p, NULL, NULL, NULL, true, true});
+    Tokenizer *t = NULL;
+    CHECK_STATUS(tokenizer_load_json(json, strlen(json), 0, &t), MX_OK);
+    if (t) {
+        CHECK_STATUS(tokenizer_encode(t, "a b c d e f g h", 15, false, &ids, &n), MX_ERR_ARG);
+        CHECK(ids == NULL && n == 0);
+        CHECK_STATUS(tokenizer_encode(t, "ab", 2, false, &ids, &n), MX_OK); // nothing to grow
+        CHECK(n == 2);
+        mx_free(ids);
+    }
+    tokenizer_free(t);
+    free(json);
+    free(norm.p);
 }
 
 // ---- allocation failures ----------------------------------------------------------------------
