@@ -20,6 +20,8 @@ command -v mpirun >/dev/null || need+=(openmpi-bin)
 [ -f /usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h ] || [ -f /usr/include/mpi.h ] ||
     dpkg -s libopenmpi-dev >/dev/null 2>&1 || need+=(libopenmpi-dev)
 # The ASan/UBSan build links libasan/libubsan, which ship with gcc's build-essential.
+# clang: the libFuzzer targets (scripts/fuzz.sh, and their short runs in the test suite).
+command -v clang >/dev/null || need+=(clang)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "myrmex setup: installing ${need[*]}"

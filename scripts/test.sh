@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: install what is missing, build (CUDA files compiled when nvcc is
 # present), run every CTest test (GPU tests report "skipped" without a GPU), then build the
-# CPU tests again under AddressSanitizer + UndefinedBehaviorSanitizer and run them.
+# CPU tests again under AddressSanitizer + UndefinedBehaviorSanitizer and run them, and
+# finally give each libFuzzer target a fixed 20,000 inputs (clang, same sanitizers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -23,3 +24,8 @@ cmake --build build-asan -j"$jobs"
 echo "== tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j"$jobs" -L cpu
+
+echo "== libFuzzer targets (clang, ASan + UBSan): 20,000 inputs each from a fixed seed"
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DMYRMEX_FUZZ=ON -DMYRMEX_CUDA=OFF
+cmake --build build-fuzz -j"$jobs" --target fuzz_config fuzz_safetensors fuzz_tokenizer fuzz_request
+ctest --test-dir build-fuzz --output-on-failure -j"$jobs" -L fuzz

@@ -1,13 +1,6 @@
 // libFuzzer target for the tokenizer: tokenizer.json loading, encoding and decoding.
-// Not a CTest test (the name does not start with test_). Build and run from the repo root:
-//
-//   clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iruntime -Ikernels \
-//       tests/fuzz_tokenizer.c runtime/tokenizer.c runtime/tokenizer_load.c \
-//       runtime/tokenizer_components.c runtime/tokenizer_word_chars.c runtime/added_tokens.c \
-//       runtime/bpe.c runtime/detokenizer.c runtime/pretokenize.c runtime/unicode_tables.c \
-//       runtime/unicode_nfc.c runtime/unicode_nfc_tables.c runtime/utf8.c runtime/json_util.c \
-//       runtime/alloc.c runtime/status.c -lcjson -lm -o fuzz_tokenizer
-//   mkdir -p fuzz-corpus && ./fuzz_tokenizer -max_total_time=60 fuzz-corpus
+// Built with clang under ASan + UBSan (cmake -DMYRMEX_FUZZ=ON): 20,000 inputs in the test
+// suite (CTest label fuzz), longer with scripts/fuzz.sh [SECONDS], which also holds the seeds.
 //
 // Seeds worth adding: the fixtures of tests/test_tokenizer.c, prefixed with a 0 byte
 // (MYRMEX_TOKENIZER_DUMP=dir ./test_tokenizer writes them).
