@@ -168,6 +168,7 @@ static int parse_common(const ApiContext *ctx, const cJSON *root, ApiRequest *rq
     const cJSON *so = field(root, "stream_options");
     if (so && !cJSON_IsObject(so)) return BAD("stream_options", "'stream_options' must be an object");
     if (parse_stop(root, rq, err) < 0) return -1;
+    if (rq->n_stop > 0 && !ctx->tok) return BAD("stop", "this model has no tokenizer.json: stop strings need one");
     return refuse_unsupported(root, err);
 }
 

@@ -338,6 +338,28 @@ def test_options():
         check(rc == 2 and msg in err, f"serve {' '.join(args)}: exit 2 with '{msg}', got {rc} {err[-200:]!r}")
 
 
+def test_no_tokenizer():
+    """A model without tokenizer.json serves token ids only: text, chat and stop strings get a
+    400 that says why, not an engine refusal."""
+    ids_only = os.path.join(os.path.dirname(MODEL), "ids-only")
+    shutil.rmtree(ids_only, ignore_errors=True)
+    os.makedirs(ids_only)
+    for f in ("config.json", "model.safetensors"):
+        shutil.copy(os.path.join(MODEL, f), ids_only)
+    s = Server("--model", ids_only)
+    for body, param in (({"prompt": "hello", "max_tokens": 2}, "prompt"),
+                        ({"prompt": [1, 2, 3], "max_tokens": 2, "stop": "x"}, "stop")):
+        status, _, data = s.post("/v1/completions", body)
+        err = json.loads(data).get("error", {}) if status == 400 else {}
+        check(status == 400 and err.get("param") == param and "tokenizer.json" in err.get("message", ""),
+              f"no tokenizer, {param}: 400 naming tokenizer.json, got {status} {data[:200]!r}")
+    status, _, _ = s.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})
+    check(status == 400, f"no tokenizer, chat: 400, got {status}")
+    status, _, data = s.post("/v1/completions", {"prompt": [1, 2, 3], "max_tokens": 2})
+    check(status == 200 and len(json.loads(data)["choices"]) == 1, f"no tokenizer, ids: 200, got {status}")
+    s.stop()
+
+
 def test_kv_pool_admission():
     s = Server("--kv-blocks", "8", "--block-size", "16", "--timeout", "1")  # 128 tokens of KV < the 512 context
     # Slow and idle clients: half-sent requests hold no thread and are closed after --timeout.
@@ -662,6 +684,7 @@ def core():
     finally:
         s.stop(signal.SIGINT)
     test_options()
+    test_no_tokenizer()
     test_kv_pool_admission()
     test_overload()
     test_graceful_shutdown()
