@@ -331,7 +331,8 @@ static enum MHD_Result resumed(Server *s, struct MHD_Connection *c, Request *r) 
     }
     if (j->done && !j->stream_started) { // out no longer changes
         pthread_mutex_unlock(&s->lock);
-        return send_body(s, c, j->status, "application/json", j->out.data ? j->out.data : "", j->out.len, NULL);
+        return send_body(s, c, j->status, "application/json", j->out.data ? j->out.data : "", j->out.len,
+                         j->status == 503 ? "1" : NULL); // as fail() does for every 503
     }
     j->suspended = true; // nothing to send yet
     MHD_suspend_connection(c);

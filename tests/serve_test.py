@@ -654,9 +654,10 @@ def test_rank_failure():
     poller.join()
     check(any(st == 503 and b"no progress" in d for st, d in health),
           f"/health is 503 while a step hangs past --watchdog: {sorted(set(st for st, _ in health))}")
-    status, _, data = results["whole"]
+    status, headers, data = results["whole"]
     check(status == 503 and json.loads(data)["error"]["code"] == "engine_failed",
           f"a request in flight when a rank stalls gets 503 engine_failed, got {status} {data[:200]!r}")
+    check(headers.get("Retry-After") == "1", f"the 503 carries Retry-After, headers {dict(headers)}")
     status, _, data = results["stream"]
     events, done = sse_events(data)
     check(status == 200 and done and events and events[-1].get("error", {}).get("code") == "engine_failed",
