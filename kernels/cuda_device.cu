@@ -31,8 +31,7 @@ static __global__ void probe_kernel(void) {}
 
 extern "C" int cuda_device_check(int index, char *why, size_t len) {
     cudaDeviceProp prop;
-    cudaFuncAttributes attr;
-    if (cudaGetDeviceProperties(&prop, index) != cudaSuccess || cudaSetDevice(index) != cudaSuccess) {
+    if (cudaGetDeviceProperties(&prop, index) != cudaSuccess) {
         cudaGetLastError();
         snprintf(why, len, "cannot query CUDA device %d", index);
         return -1;
@@ -40,6 +39,18 @@ extern "C" int cuda_device_check(int index, char *why, size_t len) {
     if (prop.major < 8) {
         snprintf(why, len, "%s is sm_%d%d; myrmex's CUDA kernels need sm_80 or newer (bf16 tensor cores): use --device cpu",
                  prop.name, prop.major, prop.minor);
+        return -1;
+    }
+    return 0;
+}
+
+extern "C" int cuda_device_check_code(char *why, size_t len) {
+    int dev = 0;
+    cudaDeviceProp prop;
+    cudaFuncAttributes attr;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
+        cudaGetLastError();
+        snprintf(why, len, "cannot query the current CUDA device");
         return -1;
     }
     cudaError_t e = cudaFuncGetAttributes(&attr, probe_kernel);

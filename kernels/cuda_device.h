@@ -11,9 +11,12 @@ int cuda_device_count(void);
 // Writes "NAME (sm_XY, N MiB)" for device `index` into buf; returns 0, or -1 on error.
 int cuda_device_describe(int index, char *buf, size_t len);
 
-// 0 when this build's kernels can run on device `index`; else -1 with the reason in why
-// (a GPU older than sm_80, which has no bf16 tensor cores, or an architecture the build
-// holds no code for). Makes `index` the thread's current device.
+// 0 when device `index` is recent enough for the kernels; else -1 with the reason in why
+// (older than sm_80: no bf16 tensor cores). Reads properties only: no context is created.
 int cuda_device_check(int index, char *why, size_t len);
+
+// 0 when this build holds code the current device can run; else -1 with the reason in why
+// (its architecture missing from MYRMEX_CUDA_ARCHS). Creates the device's context.
+int cuda_device_check_code(char *why, size_t len);
 
 #endif

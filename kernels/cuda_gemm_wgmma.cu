@@ -40,6 +40,12 @@
 
 #include "cuda_internal.cuh"
 
+#ifdef MYRMEX_HAVE_SM90A // CMake: 90a is in MYRMEX_CUDA_ARCHS
+constexpr bool kHaveSm90a = true;
+#else
+constexpr bool kHaveSm90a = false;
+#endif
+
 #if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define WGMMA_DEVICE 1
 #else
@@ -474,7 +480,8 @@ int cuda_gemm_wgmma(const GemmParams *p, CudaQueue *q) {
     if (!p || !q || !p->x || !p->w || !p->out) return OPS_ERR_ARG;
     if (p->m < 0 || p->n < 1 || p->k < 1) return OPS_ERR_ARG;
     if (p->w_dtype != DT_BF16) return OPS_ERR_UNSUPPORTED;
-    if (q->sm_major != 9 || q->sm_minor != 0) return OPS_ERR_UNSUPPORTED; // sm_90a code only
+    // sm_90a code only; a build without it (e.g. only compute_90 PTX) has an empty kernel.
+    if (!kHaveSm90a || q->sm_major != 9 || q->sm_minor != 0) return OPS_ERR_UNSUPPORTED;
     if (p->m == 0) return OPS_OK;
     // TMA: 16-byte aligned bases and row strides (K * 2 bytes).
     if (p->k % 8 != 0 || (uintptr_t)p->x % 16 != 0 || (uintptr_t)p->w % 16 != 0)

@@ -224,7 +224,11 @@ extern "C" const char *cuda_gemm_impl_name(CudaGemmImpl impl) {
 extern "C" int ops_cuda_set_gemm(void *queue, CudaGemmImpl impl) {
     CudaQueue *q = (CudaQueue *)queue;
     if (!q || impl < 0 || impl >= CUDA_GEMM_IMPL_COUNT) return OPS_ERR_ARG;
+#ifdef MYRMEX_HAVE_SM90A
     if (impl == CUDA_GEMM_WGMMA && q->sm_major != 9) return OPS_ERR_UNSUPPORTED;
+#else
+    if (impl == CUDA_GEMM_WGMMA) return OPS_ERR_UNSUPPORTED; // no sm_90a in MYRMEX_CUDA_ARCHS
+#endif
     // The handle now, not in the first GEMM, which may be inside a graph capture.
     if (impl == CUDA_GEMM_CUBLAS && cuda_cublas_handle(q) != OPS_OK) return OPS_ERR_UNSUPPORTED;
     q->gemm = impl;

@@ -94,6 +94,13 @@ MxStatus backend_queue_create(const Backend *b, const char *gemm, void **queue) 
 #else
     if (!default_gemm) return mx_fail(MX_ERR_ARG, "--gemm %s needs the CUDA backend", gemm);
 #endif
+#ifdef MYRMEX_HAVE_CUDA
+    // Here, on the device this rank uses, not in backend_open: the check makes a context,
+    // and every process would otherwise make one on GPU 0.
+    char why[256];
+    if (b->ops == &ops_cuda && cuda_device_check_code(why, sizeof why) != 0)
+        return mx_fail(MX_ERR_DEVICE, "%s: %s", b->desc, why);
+#endif
     void *q = b->ops->queue_create();
     if (!q) return mx_fail(MX_ERR_DEVICE, "cannot create a queue on %s", b->desc);
 #ifdef MYRMEX_HAVE_CUDA

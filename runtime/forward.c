@@ -42,6 +42,10 @@ MxStatus model_check_batch(const Model *m, const Batch *b) {
     if (b->q_start[0] != 0 || b->q_start[b->n_seqs] != b->n_tokens || b->kv_indptr[0] != 0 ||
         b->kv_indptr[b->n_seqs] != b->n_kv_indices)
         return mx_fail(MX_ERR_ARG, "batch offsets do not match its totals");
+    for (int s = 0; s < b->n_seqs; s++) // first all offsets in range, then what they index
+        if (b->q_start[s + 1] < b->q_start[s] || b->q_start[s + 1] > b->n_tokens ||
+            b->kv_indptr[s + 1] < b->kv_indptr[s] || b->kv_indptr[s + 1] > b->n_kv_indices)
+            return mx_fail(MX_ERR_ARG, "batch offsets of sequence %d are out of order", s);
     const int bs = m->opt.block_size;
     const int64_t n_slots = (int64_t)m->opt.kv_blocks * bs;
     for (int s = 0; s < b->n_seqs; s++) {

@@ -18,6 +18,11 @@
 
 #include "myrmex.h"
 
+// Bounds of the options (server_start refuses values past them; cmd_serve as usage errors).
+#define SERVER_MAX_QUEUE (1 << 20)  // max_queue
+#define SERVER_MAX_ADMIT (1 << 24)  // the engine's max_seqs + max_queue
+#define SERVER_MAX_GRACE_S 1e6      // shutdown_grace_s, seconds
+
 typedef struct ServerConfig {
     const char *host;          // IPv4 address or "localhost" (default 127.0.0.1)
     int port;                  // 0: an ephemeral port (server_port tells which)
@@ -28,7 +33,7 @@ typedef struct ServerConfig {
     int max_queue;             // sequences admitted beyond the engine's max_seqs; more get 429
     size_t max_body_bytes;     // larger request bodies get 413
     int threads;               // HTTP thread pool size
-    int timeout_s;             // idle connection timeout
+    int timeout_s;             // idle connection timeout, and the longest a request body may take
     double watchdog_s;         // /health is unhealthy after this long without a step while work waits
     double shutdown_grace_s;   // server_stop waits this long for in-flight requests, then aborts them
 } ServerConfig;

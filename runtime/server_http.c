@@ -20,11 +20,6 @@
 #include "alloc.h"
 #include "server_internal.h"
 
-// Bounds of the options (tools/cmd_serve.c refuses the same values with a usage error).
-#define SERVER_MAX_QUEUE (1 << 20)  // --max-queue
-#define SERVER_MAX_ADMIT (1 << 24)  // --max-seqs + --max-queue (the publish lists hold twice that)
-#define SERVER_MAX_GRACE_S 1e6      // --shutdown-grace, seconds
-
 double server_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

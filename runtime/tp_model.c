@@ -229,15 +229,15 @@ void tp_model_free(TpModel *t) {
     }
     if (t->cluster && cluster_rank() == 0 && t->comms && t->comms[0] && !t->broken)
         cluster_send_stop(t->timeout_s); // the other processes leave tp_model_follow
+    // A broken group is aborted first, not destroyed: a destroy, or model_free's wait for its
+    // queue, may wait on a collective whose peers are gone.
+    for (int r = 0; t->broken && t->comms && r < t->n_local; r++)
+        if (t->comms[r]) comm_abort(t->comms[r], "the tensor-parallel group failed");
     for (int r = 0; t->ranks && r < t->n_local; r++) {
         if (t->ranks[r].ops) backend_bind_thread(&t->ranks[r].backend); // a failed load left it zeroed
         model_free(&t->ranks[r]);
     }
-    // A broken group is aborted, not destroyed: a destroy may wait for peers that are gone.
-    for (int r = 0; t->comms && r < t->n_local; r++) {
-        if (t->broken && t->comms[r]) comm_abort(t->comms[r], "the tensor-parallel group failed");
-        comm_destroy(t->comms[r]);
-    }
+    for (int r = 0; t->comms && r < t->n_local; r++) comm_destroy(t->comms[r]);
     if (t->cluster && t->broken) cluster_mark_failed(); // the other processes may wait on us
     if (t->ranks && t->n_local > 0 && t->ranks[0].ops) backend_bind_thread(&t->ranks[0].backend);
     mx_free(t->ranks);

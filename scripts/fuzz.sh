@@ -3,9 +3,10 @@
 # `serve` request bodies, under ASan + UBSan.
 #
 #   scripts/fuzz.sh [SECONDS]        build build-fuzz with clang, run every target SECONDS
-#                                    each (default 60); crashes land in build-fuzz/fuzz-*/
-#   scripts/fuzz.sh --run BIN RUNS   one target, RUNS inputs from seed 1 over its seeds
-#                                    (the CTest tests of label fuzz, from the repo root)
+#                                    each (default 60), growing its corpus build-fuzz/fuzz-NAME/;
+#                                    a failing input is kept as build-fuzz/fuzz-NAME-crash-*
+#   scripts/fuzz.sh --run BIN RUNS   one target, RUNS inputs from seed 1, from its seeds alone
+#                                    (the CTest tests of label fuzz)
 set -euo pipefail
 [[ ${1:-} == --run ]] && set -- --run "$(realpath "$2")" "${3:-}" # before the cd below
 cd "$(dirname "$0")/.."
@@ -18,6 +19,8 @@ run() {
     local corpus seeds
     corpus=$(dirname "$bin")/fuzz-${name#fuzz_}
     seeds=$corpus-seeds
+    # A fixed-size run (the test suite) starts from the seeds alone, not from earlier runs.
+    [[ $limit == -runs=* ]] && rm -rf "$corpus"
     rm -rf "$seeds" && mkdir -p "$corpus" "$seeds"
     case $name in
     fuzz_config) for f in tests/fixtures/*/config.json; do cp "$f" "$seeds/$(basename "$(dirname "$f")").json"; done ;;
@@ -31,13 +34,12 @@ run() {
         printf '\0{"prompt":"hi","max_tokens":3,"logprobs":2,"echo":true}' >"$seeds/completion"
         printf '\1{"messages":[{"role":"user","content":"hi"}],"max_tokens":4,"stream":true}' >"$seeds/chat" ;;
     esac
-    rm -f "$corpus"-crash-* "$corpus"-leak-* "$corpus"-timeout-* "$corpus"-oom-* # this run's findings only
     echo "== $name ($limit)"
     local rc=0
     "$bin" "$limit" -seed=1 -rss_limit_mb=4096 -timeout=30 -print_final_stats=1 -artifact_prefix="$corpus-" \
         "$corpus" "$seeds" >"$corpus.log" 2>&1 || rc=$?
     grep -E "^stat::number_of_executed_units|^#[0-9]+ +DONE" "$corpus.log" || true
-    if [[ $rc -ne 0 ]]; then
+    if [[ $rc -ne 0 ]]; then # the input that failed is kept as $corpus-crash-* (or leak-, timeout-, oom-)
         grep -E "ERROR|SUMMARY|runtime error|Test unit written" "$corpus.log" | head -8 || true
         echo "FAIL: $name exited $rc (log: $corpus.log)"
         return 1

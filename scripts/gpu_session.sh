@@ -71,7 +71,7 @@ phase_build() {
 
 phase_test() {
     log "gpu tests"
-    # test_cuda_host (label cpu) also checks, on a GPU, that auto picks it and cuBLAS loads.
+    # test_cuda_host (label cpu) also checks, on a GPU, that it is used and cuBLAS loads.
     timeout 500 ctest --test-dir $BUILD -R '^gpu_test_|^test_cuda_host$' --output-on-failure --timeout 240 \
         >"$RESULTS/gpu_tests.log" 2>&1
     grep -E "Test +#|tests passed|FAILED|Failed" "$RESULTS/gpu_tests.log" | tee -a "$SUMMARY"

@@ -253,6 +253,17 @@ static void test_bad_batches(void) {
     CHECK_STATUS(block_table_reserve(&t, &m.pool, m.opt.block_size, 5), MX_OK);
     CHECK_STATUS(batch_add(&b, prompt, 5, 0, &t, m.opt.block_size, BATCH_LOGITS_LAST), MX_OK);
     CHECK_STATUS(model_check_batch(&m, &b), MX_OK);
+    // Two sequences whose first one claims tokens far past the batch: refused before any
+    // position is read (a follower's stale buffers would match them).
+    int32_t tokens2[2] = {1, 2}, positions2[2] = {0, 0}, q2[3] = {0, 4000, 2}, ctx2[2] = {1, 1}, ind2[3] = {0, 1, 2};
+    int32_t blocks2[2] = {1, 2}, rows2[1] = {1};
+    int64_t slots2[2] = {16, 32};
+    Batch two = {.n_tokens = 2, .n_seqs = 2, .n_kv_indices = 2, .n_rows = 1, .tokens = tokens2,
+                 .positions = positions2, .slot_mapping = slots2, .q_start = q2, .ctx_len = ctx2,
+                 .kv_indptr = ind2, .kv_indices = blocks2, .logits_rows = rows2};
+    CHECK_STATUS(model_check_batch(&m, &two), MX_ERR_ARG);
+    q2[1] = 1;
+    CHECK_STATUS(model_check_batch(&m, &two), MX_OK); // the same batch, well formed
     enum { Q_START, Q_END, INDPTR, CTX, POSITION, SLOT, ROW, CASES };
     for (int c = 0; c < CASES; c++) {
         Batch bad = b;
