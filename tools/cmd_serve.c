@@ -63,14 +63,14 @@ static int parse_flags(int argc, char **argv, Flags *f, MxEngineOptions *eo) {
     if (rc != ARGS_OK) return rc;
     const char *usage = !f->model_dir                                   ? "--model is required (see --help)"
                         : f->port < 0 || f->port > 65535                ? "--port must be in [0, 65535]"
-                        : f->max_queue < 0 || f->max_queue > (1 << 20)  ? "--max-queue must be in [0, 1048576]"
-                        : (long long)f->engine.max_seqs + f->max_queue > (1 << 24) // server_start's bounds
+                        : f->max_queue < 0 || f->max_queue > SERVER_MAX_QUEUE ? "--max-queue must be in [0, 1048576]"
+                        : (long long)f->engine.max_seqs + f->max_queue > SERVER_MAX_ADMIT
                             ? "--max-seqs + --max-queue must be at most 16777216"
                         : f->max_body_mb < 1 || f->max_body_mb > 4096   ? "--max-body-mb must be in [1, 4096]"
                         : f->threads < 1 || f->threads > 1024           ? "--http-threads must be in [1, 1024]"
                         : f->timeout_s < 1                              ? "--timeout must be >= 1"
                         : !(f->watchdog_s > 0)                          ? "--watchdog must be > 0"
-                        : !(f->grace_s >= 0 && f->grace_s <= 1e6)       ? "--shutdown-grace must be in [0, 1000000]"
+                        : !(f->grace_s >= 0 && f->grace_s <= SERVER_MAX_GRACE_S) ? "--shutdown-grace must be in [0, 1000000]"
                         : f->prompt_logprob_rows < 0 || f->prompt_logprob_rows > 65536
                             ? "--prompt-logprob-rows must be in [0, 65536]"
                             : engine_args_apply(&f->engine, eo);
