@@ -145,7 +145,9 @@ static void check_encode(const Tokenizer *t, const char *text, size_t len, bool 
     int n;
     MxStatus st = tokenizer_encode(t, text, len, true, &ids, &n);
     // A fuzzed tokenizer.json may have normalizers that grow the text past the cap.
-    if (st == MX_ERR_ARG && t != builtin[0] && t != builtin[1] && !ids && !n) return;
+    if (st == MX_ERR_ARG && t != builtin[0] && t != builtin[1] && !ids && !n &&
+        strstr(mx_last_error(), "normalized text is over"))
+        return;
     if (st != MX_OK) abort();
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= tokenizer_vocab_size(t)) abort();
