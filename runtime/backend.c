@@ -53,7 +53,7 @@ MxStatus backend_open(const char *name, Backend *out) {
     out->ops = &ops_cuda;
     out->device = index;
     snprintf(out->desc, sizeof out->desc, "cuda:%d %s", index, what);
-    return backend_bind_thread(out);
+    return MX_OK; // not bound: making a device current creates its context (see backend.h)
 #else
     return mx_fail(MX_ERR_DEVICE, "device %s asked for, but this build has no CUDA backend (nvcc was not found)", name);
 #endif
@@ -79,6 +79,8 @@ MxStatus backend_bind_thread(const Backend *b) {
 
 MxStatus backend_queue_create(const Backend *b, const char *gemm, void **queue) {
     *queue = NULL;
+    MxStatus bound = backend_bind_thread(b); // the queue's stream lives on b's device
+    if (bound) return bound;
     bool default_gemm = !gemm || strcmp(gemm, "auto") == 0;
 #ifdef MYRMEX_HAVE_CUDA
     CudaGemmImpl impl = CUDA_GEMM_AUTO;

@@ -201,10 +201,12 @@ MxStatus model_alloc_kv(Model *m, int blocks) {
     return st ? st : alloc_kv(m);
 }
 
-// The start of both loads: options checked, the backend recorded.
+// The start of both loads: options checked, this thread bound to the backend's device, the
+// backend recorded.
 static MxStatus model_begin(Model *m, const Backend *backend, const ModelOptions *opt) {
     memset(m, 0, sizeof *m);
     MxStatus st = check_options(opt);
+    if (!st) st = backend_bind_thread(backend);
     if (st) return st;
     m->backend = *backend;
     m->ops = backend->ops;
