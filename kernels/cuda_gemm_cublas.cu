@@ -82,13 +82,11 @@ static void load_cublas(void) {
     load_error[0] = 0;
 }
 
-const char *cuda_cublas_load(void) {
+extern "C" const char *ops_cuda_cublas_error(void) {
     static std::once_flag once;
     std::call_once(once, load_cublas);
     return api.gemm_ex ? NULL : load_error;
 }
-
-extern "C" const char *ops_cuda_cublas_error(void) { return cuda_cublas_load(); }
 
 static int cublas_status(cublasStatus_t s) {
     switch (s) {
@@ -104,7 +102,7 @@ static int cublas_status(cublasStatus_t s) {
 // Creates and configures q->cublas on first use; leaves it NULL on failure.
 int cuda_cublas_handle(CudaQueue *q) {
     if (q->cublas) return OPS_OK;
-    if (cuda_cublas_load()) return OPS_ERR_UNSUPPORTED;
+    if (ops_cuda_cublas_error()) return OPS_ERR_UNSUPPORTED;
     cublasHandle_t h = NULL;
     int rc = cublas_status(api.create(&h));
     if (rc != OPS_OK) return rc;

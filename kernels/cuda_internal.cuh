@@ -63,7 +63,6 @@ int cuda_gemm_mma(const GemmParams *p, CudaQueue *q);            // cuda_gemm_mm
 int cuda_gemm_wgmma(const GemmParams *p, CudaQueue *q);          // cuda_gemm_wgmma.cu (sm_90a)
 int cuda_gemm_cublas(const GemmParams *p, CudaQueue *q);         // cuda_gemm_cublas.cu
 void cuda_cublas_destroy(CudaQueue *q);                          // cuda_gemm_cublas.cu: frees q->cublas
-const char *cuda_cublas_load(void);                             // cuda_gemm_cublas.cu: NULL once loaded, else why
 int cuda_cublas_handle(CudaQueue *q);                            // cuda_gemm_cublas.cu: makes q->cublas if missing
 
 #endif

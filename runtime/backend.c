@@ -31,10 +31,9 @@ MxStatus backend_open(const char *name, Backend *out) {
     memset(out, 0, sizeof *out);
     if (!name || strcmp(name, "auto") == 0) {
 #ifdef MYRMEX_HAVE_CUDA
-        char why[256];
         if (cuda_device_count() > 0) {
-            if (cuda_device_check(0, why, sizeof why) == 0) return backend_open("cuda:0", out);
-            fprintf(stderr, "myrmex: not using the GPU: %s\n", why);
+            if (backend_open("cuda:0", out) == MX_OK) return MX_OK;
+            fprintf(stderr, "myrmex: not using the GPU: %s\n", mx_last_error());
         }
 #endif
         return open_cpu(out);

@@ -234,7 +234,7 @@ void tp_model_free(TpModel *t) {
     for (int r = 0; t->broken && t->comms && r < t->n_local; r++)
         if (t->comms[r]) comm_abort(t->comms[r], "the tensor-parallel group failed");
     for (int r = 0; t->ranks && r < t->n_local; r++) {
-        if (t->ranks[r].ops) backend_bind_thread(&t->ranks[r].backend); // a failed load left it zeroed
+        backend_bind_thread(&t->ranks[r].backend); // a no-op for a rank whose failed load zeroed it
         model_free(&t->ranks[r]);
     }
     for (int r = 0; t->comms && r < t->n_local; r++) comm_destroy(t->comms[r]);

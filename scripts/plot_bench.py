@@ -57,6 +57,20 @@ def energy(r, key):
     return e.get(key) if e.get("status") == "measured" else None
 
 
+def save_chart(plt, fig, ax, xlabel, ylabel, title, path):
+    """Labels a chart with a log2 x axis, writes it to path (PNG) and returns path."""
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_bench(plt, docs, out):
     written = []
     charts = [
@@ -80,17 +94,7 @@ def plot_bench(plt, docs, out):
         if lines == 0:
             plt.close(fig)
             continue  # e.g. no energy measured
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("batch size")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = os.path.join(out, name)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_chart(plt, fig, ax, "batch size", ylabel, title, os.path.join(out, name)))
     return written
 
 
@@ -119,17 +123,7 @@ def plot_serve(plt, docs, out):
         if lines == 0:
             plt.close(fig)
             continue
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("concurrency")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = os.path.join(out, name)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_chart(plt, fig, ax, "concurrency", ylabel, title, os.path.join(out, name)))
     return written
 
 
