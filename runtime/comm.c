@@ -34,6 +34,13 @@ static MxStatus fault_point(Comm *c) {
     return mx_fail(MX_ERR_COMM, "rank %d stalled (fault injection)", c->rank);
 }
 
+MxStatus comm_reserve(Comm *c, int max_rows, int stride) {
+    if (max_rows < 1 || stride < 1) return mx_fail(MX_ERR_ARG, "comm buffers for %d rows of %d columns", max_rows, stride);
+    return c->impl->reserve ? c->impl->reserve(c, max_rows, stride) : MX_OK;
+}
+
+bool comm_capturable(const Comm *c) { return c->impl->capturable; }
+
 MxStatus comm_all_reduce(Comm *c, void *buf, size_t count, DType dtype, void *queue) {
     MxStatus st = fault_point(c);
     return st ? st : c->impl->all_reduce(c, buf, count, dtype, queue);

@@ -5,7 +5,8 @@
 //   local (comm_local.c)  ranks that share an address space, one host thread each: "threads"
 //                         on the CPU backend, "loopback" for N virtual ranks on one GPU. The
 //                         ranks meet at a host barrier and rank 0 sums with the backend's sum op.
-//   nccl  (comm_nccl.c)   one GPU per rank, NCCL communicators created non-blocking.
+//   nccl  (comm_nccl.c)   one GPU per rank, NCCL communicators created non-blocking; its
+//                         collectives can be captured in the decode graphs (forward.c).
 //   mpi   (comm_mpi.c)    between processes started by mpirun (cluster.h): each process's
 //                         local group of CPU-backend ranks meets the others' through it.
 //   NCCL spans processes by itself: the processes share one unique id (CommNcclId).
@@ -25,10 +26,17 @@ typedef struct Comm Comm;
 
 typedef struct CommImpl {
     const char *name;
+    // Its collectives only queue work on the rank's stream, so a graph captured around them
+    // replays them (NCCL); the local and MPI comms meet on the host and cannot be captured.
+    bool capturable;
+    // Sizes what gather_vocab needs for up to max_rows rows of `stride` columns, before the
+    // first step: a step then never allocates, and a captured graph's buffers stay valid.
+    // NULL when the comm needs nothing.
+    MxStatus (*reserve)(Comm *c, int max_rows, int stride);
     // buf[count] (backend memory, dtype) = the sum of every rank's buf, in rank order.
     MxStatus (*all_reduce)(Comm *c, void *buf, size_t count, DType dtype, void *queue);
     // Rank r's local[rows, vocab_len_r] f32 into columns [r * stride, ...) of rank 0's
-    // full[rows, vocab] (full is NULL on the other ranks).
+    // full[rows, vocab] (full is NULL on the other ranks); rows and stride within the reserve.
     MxStatus (*gather_vocab)(Comm *c, const float *local, float *full, int rows, int vocab, int stride, void *queue);
     // Waits for everything queued on `queue` (the step's end), bounded by the timeout.
     MxStatus (*wait)(Comm *c, void *queue);
@@ -47,6 +55,9 @@ struct Comm {
     long fault_after;
 };
 
+// Called once per rank after creation, before any step (the device bound to the rank).
+MxStatus comm_reserve(Comm *c, int max_rows, int stride);
+bool comm_capturable(const Comm *c);
 MxStatus comm_all_reduce(Comm *c, void *buf, size_t count, DType dtype, void *queue);
 MxStatus comm_gather_vocab(Comm *c, const float *local, float *full, int rows, int vocab, int stride, void *queue);
 MxStatus comm_wait(Comm *c, void *queue);

@@ -207,6 +207,7 @@ static void local_destroy(Comm *c) {
 
 static const CommImpl local_impl = {
     .name = "local",
+    .capturable = false, // the ranks meet on the host
     .all_reduce = local_all_reduce,
     .gather_vocab = local_gather_vocab,
     .wait = local_wait,

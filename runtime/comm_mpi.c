@@ -112,6 +112,7 @@ static void mpi_destroy(Comm *c) {
 
 static const CommImpl mpi_impl = {
     .name = "mpi",
+    .capturable = false, // the ranks meet on the host
     .all_reduce = mpi_all_reduce,
     .gather_vocab = mpi_gather_vocab,
     .wait = mpi_wait,

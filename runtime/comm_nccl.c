@@ -27,8 +27,8 @@ typedef struct NcclComm {
     Comm base;
     NcclGroup *g;
     ncclComm_t nc;
-    float *scratch;      // rank 0: the other ranks' logits slices [size, rows, stride]
-    size_t scratch_floats;
+    float *scratch;      // rank 0: ranks 1..'s logits slices [size - 1, rows, stride] (reserve)
+    int max_rows, stride; // what reserve sized it for
 } NcclComm;
 
 static NcclComm *nccl_of(Comm *c) { return (NcclComm *)c; }
@@ -83,6 +83,24 @@ static MxStatus nccl_all_reduce(Comm *c, void *buf, size_t count, DType dtype, v
     return settle(c, ncclAllReduce(buf, buf, count, nccl_type(dtype), ncclSum, nccl_of(c)->nc, s), "all-reduce");
 }
 
+// Rank 0's scratch, allocated here once: allocating in a step could wait on a queued
+// collective whose peer died, and a captured graph keeps the pointer.
+static MxStatus nccl_reserve(Comm *c, int max_rows, int stride) {
+    NcclComm *n = nccl_of(c);
+    size_t floats = (size_t)(c->size - 1) * (size_t)max_rows * (size_t)stride;
+    if (c->rank == 0 && floats) {
+        cudaFree(n->scratch);
+        n->scratch = NULL;
+        if (cudaMalloc((void **)&n->scratch, floats * sizeof(float)) != cudaSuccess) {
+            cudaGetLastError();
+            return mx_fail(MX_ERR_NOMEM, "rank 0's logits gather buffer: %.1f MiB of device memory",
+                           (double)floats * sizeof(float) / 1048576.0);
+        }
+    }
+    n->max_rows = max_rows, n->stride = stride;
+    return MX_OK;
+}
+
 // Rank r != 0 sends its slice; rank 0 receives each into scratch, then places every slice
 // in the columns it owns of the full rows.
 static MxStatus nccl_gather_vocab(Comm *c, const float *local, float *full, int rows, int vocab, int stride,
@@ -90,24 +108,15 @@ static MxStatus nccl_gather_vocab(Comm *c, const float *local, float *full, int 
     NcclComm *n = nccl_of(c);
     MxStatus st = live(c);
     if (st) return st;
+    if (rows > n->max_rows || stride > n->stride)
+        return fail(c, "logits gather", "more rows or columns than its reserve");
     cudaStream_t s = (cudaStream_t)ops_cuda_stream(queue);
     size_t slice = (size_t)rows * (size_t)stride;
-    if (c->rank == 0 && n->scratch_floats < slice * (size_t)c->size) {
-        // Stream-ordered: a plain cudaFree would wait for the device, and so for a queued
-        // all-reduce whose peer may have died, before this rank could time out and abort.
-        if (n->scratch) cudaFreeAsync(n->scratch, s);
-        n->scratch = NULL;
-        n->scratch_floats = 0;
-        if (cudaMallocAsync((void **)&n->scratch, slice * (size_t)c->size * sizeof(float), s) != cudaSuccess) {
-            cudaGetLastError();
-            return fail(c, "logits gather", "out of device memory for its scratch");
-        }
-        n->scratch_floats = slice * (size_t)c->size;
-    }
     ncclResult_t rc = ncclGroupStart();
     for (int r = 1; r < c->size && rc == ncclSuccess; r++) {
         int len = r == c->size - 1 ? vocab - r * stride : stride;
-        if (c->rank == 0) rc = ncclRecv(n->scratch + (size_t)r * slice, (size_t)rows * (size_t)len, ncclFloat32, r, n->nc, s);
+        if (c->rank == 0)
+            rc = ncclRecv(n->scratch + (size_t)(r - 1) * slice, (size_t)rows * (size_t)len, ncclFloat32, r, n->nc, s);
         else if (c->rank == r) rc = ncclSend(local, (size_t)rows * (size_t)len, ncclFloat32, 0, n->nc, s);
     }
     ncclResult_t end = ncclGroupEnd();
@@ -115,7 +124,7 @@ static MxStatus nccl_gather_vocab(Comm *c, const float *local, float *full, int 
     if (c->rank != 0) return MX_OK;
     for (int r = 0; r < c->size; r++) {
         int len = r == c->size - 1 ? vocab - r * stride : stride;
-        const float *src = r == 0 ? local : n->scratch + (size_t)r * slice;
+        const float *src = r == 0 ? local : n->scratch + (size_t)(r - 1) * slice;
         if (c->ops->copy_2d(full + (size_t)r * (size_t)stride, (size_t)vocab * sizeof(float), src,
                             (size_t)len * sizeof(float), (size_t)len * sizeof(float), (size_t)rows, queue) != OPS_OK)
             return fail(c, "logits gather", "a device copy failed");
@@ -152,6 +161,8 @@ static void nccl_destroy(Comm *c) {
 
 static const CommImpl nccl_impl = {
     .name = "nccl",
+    .capturable = true,
+    .reserve = nccl_reserve,
     .all_reduce = nccl_all_reduce,
     .gather_vocab = nccl_gather_vocab,
     .wait = nccl_wait,

@@ -8,6 +8,7 @@
 //               gate|up = x Wgate|up ; delta = (silu(gate) * up) Wdown
 //   x = final_norm(h += delta) ; logits = x[rows] Wlm
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "comm.h"
@@ -244,7 +245,7 @@ static MxStatus run_step(Model *m, const StepShape *b, bool sample) {
 //
 // A decode step (one token per sequence, logits for each) launches ~10 ops per layer whose
 // host launch cost is comparable to their GPU time at small batch. Such steps are padded
-// to a bucket of 1, 2, 4, ... sequences and replayed from a graph captured the first time
+// to a bucket of 1, 2, 4, ... sequences and replayed from a graph captured the second time
 // the bucket is seen. Padding sequences decode token 0 at position 0 into no slot (slot -1)
 // reading one block of context; their rows are never downloaded. The attention bound is
 // the model's context limit, so one graph serves every context length.
@@ -287,33 +288,50 @@ static void pad_decode_batch(Model *m, const Batch *b, int size) {
     p->n_kv_indices = kv;
 }
 
-// Runs a plain decode step from its bucket's graph; MX_ERR_ARG when this step cannot use
-// one (the caller then runs it eagerly).
+// Records sh's step into *graph; on failure leaves *graph NULL.
+static MxStatus capture(Model *m, const StepShape *sh, bool sample, void **graph) {
+    if (m->ops->capture_begin(m->queue) != OPS_OK) return mx_fail(MX_ERR_OPS, "starting a graph capture");
+    MxStatus run = run_step(m, sh, sample);
+    int rc = m->ops->capture_end(m->queue, graph);
+    if (run == MX_OK && rc == OPS_OK) return MX_OK;
+    if (rc == OPS_OK && *graph) m->ops->graph_destroy(*graph); // a partial step's graph
+    *graph = NULL;
+    return run ? run : mx_fail(MX_ERR_OPS, "ending a graph capture (e.g. a library call that cannot be captured)");
+}
+
+// Runs a plain decode step at its bucket's size: the first time op by op, so that libraries
+// that set themselves up on first use (NCCL connects lazily) do so outside any capture; then
+// from the bucket's graph. MX_ERR_ARG when this step cannot use a bucket (the caller then
+// runs it op by op at its own size).
+//
+// At tp > 1 each rank captures its own graph, and NCCL requires every rank to run a given
+// collective the same way, captured or not. Every rank takes the same branch here (the
+// same batches, options and history), and a rank whose capture fails fails the step,
+// never falls back alone.
 static MxStatus forward_graph(Model *m, const Batch *b, const StepSampling *sampling) {
     int bucket = graph_bucket(b->n_seqs), size = 1 << bucket, kind = sampling != NULL;
-    if (!m->graphs_enabled || !is_plain_decode(b) || bucket >= MODEL_GRAPH_BUCKETS || size > m->opt.max_step_seqs ||
-        size > m->opt.max_step_tokens || size > m->opt.max_logit_rows ||
-        b->n_kv_indices + (size - b->n_seqs) > m->max_kv_indices)
+    if (!m->graphs_enabled || (m->comm && !comm_capturable(m->comm)) || !is_plain_decode(b) ||
+        bucket >= MODEL_GRAPH_BUCKETS || size > m->opt.max_step_seqs || size > m->opt.max_step_tokens ||
+        size > m->opt.max_logit_rows || b->n_kv_indices + (size - b->n_seqs) > m->max_kv_indices)
         return MX_ERR_ARG;
     pad_decode_batch(m, b, size);
     MxStatus st = upload_batch(m, &m->graph_batch, sampling, b->n_rows, size);
     if (st) return st;
+    StepShape sh = {.n_tokens = size, .n_seqs = size, .n_rows = size, .max_q_len = 1,
+                    .max_ctx_len = m->cfg.max_positions};
     void **graph = &m->graphs[kind][bucket];
-    if (!*graph) {
-        StepShape sh = {.n_tokens = size, .n_seqs = size, .n_rows = size, .max_q_len = 1,
-                        .max_ctx_len = m->cfg.max_positions};
-        if (m->ops->capture_begin(m->queue) != OPS_OK) {
-            m->graphs_enabled = false;
-            return MX_ERR_ARG;
-        }
-        MxStatus run = run_step(m, &sh, sampling != NULL);
-        int rc = m->ops->capture_end(m->queue, graph);
-        if (run != MX_OK || rc != OPS_OK) { // e.g. a library call that cannot be captured
-            if (rc == OPS_OK && *graph) m->ops->graph_destroy(*graph); // a partial step's graph
-            *graph = NULL;
-            m->graphs_enabled = false;
-            return MX_ERR_ARG;
-        }
+    if (!*graph && !m->graph_warm[kind][bucket]) {
+        m->graph_warm[kind][bucket] = true;
+        return run_step(m, &sh, sampling != NULL);
+    }
+    if (!*graph && (st = capture(m, &sh, sampling != NULL, graph))) {
+        m->graphs_enabled = false;
+        if (!m->comm) return MX_ERR_ARG; // one rank: this and later steps run op by op
+        if (st == MX_ERR_COMM) return st;
+        char why[192];
+        snprintf(why, sizeof why, "%s", mx_last_detail());
+        return mx_fail(st, "rank %d: capturing the decode graph of %d sequences: %s (--no-graphs runs decode steps op "
+                       "by op)", m->shard.rank, size, why);
     }
     PROFILE_PUSH(m->shard.rank, "decode graph, bucket %d", size);
     int rc = m->ops->graph_launch(*graph, m->queue);

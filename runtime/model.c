@@ -173,8 +173,8 @@ static MxStatus load_parts(Model *m, const char *dir) {
     if (st) return st;
     m->plan.weight_bytes = m->w.bytes;
     if ((st = alloc_workspace(m))) return st;
-    // Graphs replay one rank's ops; the ranks of a tensor-parallel model meet on the host.
-    if (m->ops->capture_begin && !m->opt.no_graphs && m->opt.tp == 1) {
+    // Graphs replay one rank's ops; at tp > 1 only with a comm that can be captured (forward.c).
+    if (m->ops->capture_begin && !m->opt.no_graphs) {
         if ((st = model_batch_init(m, &m->graph_batch))) return st;
         m->graphs_enabled = true;
     }

@@ -83,9 +83,10 @@ typedef struct Model {
     int max_kv_indices;        // capacity of the batch's kv_indices
     MemoryPlan plan;
     // Decode steps replayed from graphs, one per bucket of 2^i sequences, without and with
-    // the sample op at the end (forward.c).
+    // the sample op at the end, captured the second time a bucket runs (forward.c).
     bool graphs_enabled;
     void *graphs[2][MODEL_GRAPH_BUCKETS];
+    bool graph_warm[2][MODEL_GRAPH_BUCKETS]; // the bucket has run once op by op
     Batch graph_batch;         // the padded decode batch
 } Model;
 

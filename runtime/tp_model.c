@@ -147,7 +147,11 @@ static MxStatus create_comms(TpModel *t, const char *comm, const Ops *ops) {
     } else {
         st = comm_local_create(t->tp, ops, t->timeout_s, t->comms);
     }
-    for (int i = 0; i < t->n_local && !st; i++) t->ranks[i].comm = t->comms[i];
+    for (int i = 0; i < t->n_local && !st; i++) {
+        Model *m = &t->ranks[i];
+        m->comm = t->comms[i];
+        if (!(st = backend_bind_thread(&m->backend))) st = comm_reserve(m->comm, m->opt.max_logit_rows, m->shard.vocab_stride);
+    }
     return st;
 }
 
@@ -195,6 +199,8 @@ MxStatus tp_model_load(const char *dir, const ModelConfig *dummy, const Backend 
     if (!st && out->cluster &&
         !(st = cluster_check_same(options_fingerprint(&out->ranks[0]), "the model config or options", load_wait)))
         st = cluster_check_same(out->ranks[0].w.fingerprint, "the checkpoint", tpo->timeout_s);
+    // The comms before the KV pool, whose size then leaves their buffers room.
+    if (!st && tpo->tp > 1 && !(st = create_comms(out, comm, backend->ops))) out->comm_name = comm;
     int blocks = INT32_MAX;
     for (int i = 0; i < out->n_local && !st; i++) {
         int rb = 0;
@@ -205,12 +211,12 @@ MxStatus tp_model_load(const char *dir, const ModelConfig *dummy, const Backend 
     if (!st && out->cluster) st = cluster_min_int(&blocks, tpo->timeout_s);
     for (int i = 0; i < out->n_local && !st; i++)
         if (!(st = backend_bind_thread(&out->ranks[i].backend))) st = model_alloc_kv(&out->ranks[i], blocks);
-    if (!st && tpo->tp > 1 && !(st = create_comms(out, comm, backend->ops))) {
-        out->comm_name = comm;
-        st = start_threads(out);
-    }
+    if (!st && tpo->tp > 1) st = start_threads(out);
     if (!st) st = backend_bind_thread(&out->ranks[0].backend);
-    if (st) tp_model_free(out);
+    if (st) {
+        out->broken = true; // the comms (if made) are aborted, and no stop goes to other processes
+        tp_model_free(out);
+    }
     return st;
 }
 
