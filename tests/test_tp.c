@@ -29,6 +29,8 @@
 #endif
 
 static const char *fixtures = "tests/fixtures";
+static const char *tp_comm = TP_COMM;
+static int tp_max = 4; // the largest tp compared with tp 1
 
 // ---- sharding ------------------------------------------------------------------------------
 
@@ -124,7 +126,7 @@ static void make_prompts(int vocab) {
 static MxEngineOptions options(int tp) {
     MxEngineOptions o = mx_engine_options_default();
     o.device = TP_DEVICE;
-    o.comm = TP_COMM;
+    o.comm = tp_comm;
     o.tp = tp;
     o.kv_blocks = 64;
     o.block_size = 4;
@@ -178,7 +180,7 @@ static void test_tp_equals_tp1(void) {
         make_prompts(c.vocab_size);
         Result want, got;
         run(path, 1, &want);
-        for (int tp = 2; tp <= 4 && c.n_heads % tp == 0; tp *= 2) {
+        for (int tp = 2; tp <= tp_max && c.n_heads % tp == 0; tp *= 2) {
             run(path, tp, &got);
             for (int i = 0; i < N_REQ; i++) {
                 CHECK(got.n[i] == MAX_OUT && want.n[i] == MAX_OUT && got.finish[i] == MX_FINISH_LENGTH);
