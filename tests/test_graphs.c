@@ -361,65 +361,47 @@ static void test_graphs_equal_eager(void) {
     }
 }
 
-static void test_failed_capture_one_rank(void) {
-    Model eager, graphed;
-    CHECK_STATUS(load("gqa", &ops_ref, &eager), MX_OK);
-    CHECK_STATUS(load("gqa", &recording_ops, &graphed), MX_OK);
-    Run want, got;
-    drive(&eager, true, &want);
+// The sampled run on gqa through the recording backend, with a one-rank comm of `impl`
+// attached (NULL: none, tp 1) and the first capture failing when fail_capture; the model's
+// graphs_enabled after it into *graphs_on.
+static void recorded_run(const CommImpl *impl, bool fail_capture, Run *got, bool *graphs_on) {
+    Model m;
+    CHECK_STATUS(load("gqa", &recording_ops, &m), MX_OK);
+    Comm comm = {.impl = impl, .rank = 0, .size = 1, .ops = &recording_ops, .timeout_s = 10};
+    m.comm = impl ? &comm : NULL;
     memset(&rec, 0, sizeof rec);
-    rec.fail_next_capture = true;
-    drive(&graphed, true, &got);
-    CHECK_STATUS(got.status, MX_OK);
-    CHECK(same_run(&eager, &want, &got));
-    CHECK(!graphed.graphs_enabled); // no capture tried again
-    CHECK(rec.captures == 0 && rec.launches == 0);
-    free(want.logits);
-    free(got.logits);
-    model_free(&eager);
-    model_free(&graphed);
+    rec.fail_next_capture = fail_capture;
+    drive(&m, true, got);
+    *graphs_on = m.graphs_enabled;
+    m.comm = NULL;
+    model_free(&m);
 }
 
-static void test_graphs_with_a_comm(void) {
-    Model eager, graphed;
+static void test_comms_and_failed_captures(void) {
+    Model eager;
     CHECK_STATUS(load("gqa", &ops_ref, &eager), MX_OK);
     Run want, got;
     drive(&eager, true, &want);
-    // A comm that can be captured: its ranks replay graphs like one rank.
-    Comm comm = {.impl = &capturable_one, .rank = 0, .size = 1, .ops = &recording_ops, .timeout_s = 10};
-    CHECK_STATUS(load("gqa", &recording_ops, &graphed), MX_OK);
-    graphed.comm = &comm;
-    memset(&rec, 0, sizeof rec);
-    drive(&graphed, true, &got);
+    bool graphs_on;
+    // tp 1: a failed capture falls back to op by op, and no capture is tried again.
+    recorded_run(NULL, true, &got, &graphs_on);
     CHECK_STATUS(got.status, MX_OK);
-    CHECK(same_run(&eager, &want, &got));
-    CHECK(rec.captures > 0 && rec.launches > 0);
-    graphed.comm = NULL;
-    model_free(&graphed);
+    CHECK(same_run(&eager, &want, &got) && !graphs_on && rec.captures == 0 && rec.launches == 0);
+    free(got.logits);
+    // A comm that can be captured: its ranks replay graphs like one rank.
+    recorded_run(&capturable_one, false, &got, &graphs_on);
+    CHECK_STATUS(got.status, MX_OK);
+    CHECK(same_run(&eager, &want, &got) && rec.captures > 0 && rec.launches > 0);
     free(got.logits);
     // One that meets on the host: no graphs.
-    comm.impl = &host_one;
-    CHECK_STATUS(load("gqa", &recording_ops, &graphed), MX_OK);
-    graphed.comm = &comm;
-    memset(&rec, 0, sizeof rec);
-    drive(&graphed, true, &got);
+    recorded_run(&host_one, false, &got, &graphs_on);
     CHECK_STATUS(got.status, MX_OK);
-    CHECK(same_run(&eager, &want, &got));
-    CHECK(rec.captures == 0 && rec.launches == 0);
-    graphed.comm = NULL;
-    model_free(&graphed);
+    CHECK(same_run(&eager, &want, &got) && rec.captures == 0 && rec.launches == 0);
     free(got.logits);
-    // A failed capture fails the step: the other ranks may be replaying theirs.
-    comm.impl = &capturable_one;
-    CHECK_STATUS(load("gqa", &recording_ops, &graphed), MX_OK);
-    graphed.comm = &comm;
-    memset(&rec, 0, sizeof rec);
-    rec.fail_next_capture = true;
-    drive(&graphed, true, &got);
+    // With a comm a failed capture fails the step: the other ranks may be replaying theirs.
+    recorded_run(&capturable_one, true, &got, &graphs_on);
     CHECK_STATUS(got.status, MX_ERR_OPS);
     CHECK(strstr(mx_last_error(), "capturing the decode graph") && strstr(mx_last_error(), "--no-graphs"));
-    graphed.comm = NULL;
-    model_free(&graphed);
     free(got.logits);
     free(want.logits);
     model_free(&eager);
@@ -429,7 +411,6 @@ int main(int argc, char **argv) {
     if (argc > 1) fixtures = argv[1];
     recording_ops = ops_recording();
     RUN(test_graphs_equal_eager);
-    RUN(test_failed_capture_one_rank);
-    RUN(test_graphs_with_a_comm);
+    RUN(test_comms_and_failed_captures);
     return test_exit();
 }
