@@ -203,6 +203,17 @@ static MxStatus mlp_block(Model *m, int t, int l) {
     return all_reduce(m, ws->delta, t);
 }
 
+// The sample op over the first n_rows rows of the full logits (rank 0 alone has them).
+static MxStatus sample_rows(Model *m, int n_rows) {
+    if (m->shard.rank != 0) return MX_OK;
+    Workspace *ws = &m->ws;
+    SampleParams sp = {.logits = ws->logits, .temperature = ws->temperature, .top_k = ws->top_k, .top_p = ws->top_p,
+                       .seed = ws->seed, .counter = ws->counter, .out = ws->sampled, .n_rows = n_rows,
+                       .vocab = m->cfg.vocab_size};
+    OPS_CALL(m->ops->sample(&sp, m->queue), "sample");
+    return MX_OK;
+}
+
 // Every op of one step, on the batch already in the workspace: embedding to logits, and
 // with `sample` the sample op on them. A tensor-parallel rank computes its vocab slice of
 // the logits; rank 0 gathers the full rows and alone samples.
@@ -233,12 +244,7 @@ static MxStatus run_step(Model *m, const StepShape *b, bool sample) {
     if (m->comm && (st = comm_gather_vocab(m->comm, ws->logits_local, ws->logits, b->n_rows, c->vocab_size,
                                            m->shard.vocab_stride, m->queue)))
         return st;
-    if (!sample || m->shard.rank != 0) return MX_OK;
-    SampleParams sp = {.logits = ws->logits, .temperature = ws->temperature, .top_k = ws->top_k, .top_p = ws->top_p,
-                       .seed = ws->seed, .counter = ws->counter, .out = ws->sampled, .n_rows = b->n_rows,
-                       .vocab = c->vocab_size};
-    OPS_CALL(m->ops->sample(&sp, m->queue), "sample");
-    return MX_OK;
+    return sample ? sample_rows(m, b->n_rows) : MX_OK;
 }
 
 // ---- decode steps as graphs ---------------------------------------------------------------
@@ -304,12 +310,16 @@ static MxStatus capture(Model *m, const StepShape *sh, bool sample, void **graph
 // from the bucket's graph. MX_ERR_ARG when this step cannot use a bucket (the caller then
 // runs it op by op at its own size).
 //
-// At tp > 1 each rank captures its own graph, and NCCL requires every rank to run a given
-// collective the same way, captured or not. Every rank takes the same branch here (the
-// same batches, options and history), and a rank whose capture fails fails the step,
-// never falls back alone.
+// At tp > 1 each rank captures its own graph, and NCCL requires the ranks to capture
+// together and to run a given collective the same way, captured or not. So every rank's
+// graphs are keyed alike: only rank 0 samples, so there the sample op runs after the graph
+// rather than inside it (one graph per bucket, whether rank 0 samples or not); and every
+// rank takes the same branch here (the same batches, options and history). A rank whose
+// capture fails fails the step rather than fall back alone.
 static MxStatus forward_graph(Model *m, const Batch *b, const StepSampling *sampling) {
-    int bucket = graph_bucket(b->n_seqs), size = 1 << bucket, kind = sampling != NULL;
+    int bucket = graph_bucket(b->n_seqs), size = 1 << bucket;
+    bool sample_in_graph = sampling && !m->comm;
+    int kind = sample_in_graph;
     if (!m->graphs_enabled || (m->comm && !comm_capturable(m->comm)) || !is_plain_decode(b) ||
         bucket >= MODEL_GRAPH_BUCKETS || size > m->opt.max_step_seqs || size > m->opt.max_step_tokens ||
         size > m->opt.max_logit_rows || b->n_kv_indices + (size - b->n_seqs) > m->max_kv_indices)
@@ -324,7 +334,7 @@ static MxStatus forward_graph(Model *m, const Batch *b, const StepSampling *samp
         m->graph_warm[kind][bucket] = true;
         return run_step(m, &sh, sampling != NULL);
     }
-    if (!*graph && (st = capture(m, &sh, sampling != NULL, graph))) {
+    if (!*graph && (st = capture(m, &sh, sample_in_graph, graph))) {
         m->graphs_enabled = false;
         if (!m->comm) return MX_ERR_ARG; // one rank: this and later steps run op by op
         if (st == MX_ERR_COMM) return st;
@@ -337,7 +347,7 @@ static MxStatus forward_graph(Model *m, const Batch *b, const StepSampling *samp
     int rc = m->ops->graph_launch(*graph, m->queue);
     PROFILE_POP();
     if (rc != OPS_OK) return mx_fail(MX_ERR_OPS, "replaying a decode graph");
-    return MX_OK;
+    return sampling && !sample_in_graph ? sample_rows(m, size) : MX_OK;
 }
 
 // The step from a graph when it can, else op by op.

@@ -83,7 +83,8 @@ typedef struct Model {
     int max_kv_indices;        // capacity of the batch's kv_indices
     MemoryPlan plan;
     // Decode steps replayed from graphs, one per bucket of 2^i sequences, without and with
-    // the sample op at the end, captured the second time a bucket runs (forward.c).
+    // the sample op at the end (with a comm always without: the ranks' graphs must match),
+    // captured the second time a bucket runs (forward.c).
     bool graphs_enabled;
     void *graphs[2][MODEL_GRAPH_BUCKETS];
     bool graph_warm[2][MODEL_GRAPH_BUCKETS]; // the bucket has run once op by op

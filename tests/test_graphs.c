@@ -7,8 +7,9 @@
 //   op) give the same tokens and logits as op by op, and each bucket is captured only the
 //   second time it runs (the first runs op by op);
 // - at tp 1 a failed capture falls back to op by op, and no later capture is tried;
-// - with a comm (tp > 1): graphs only when the comm can be captured, and a failed capture
-//   fails the step (the ranks must agree), naming --no-graphs.
+// - with a comm (tp > 1): graphs only when the comm can be captured, the sample op outside
+//   them (every rank's graphs keyed alike), and a failed capture fails the step (the ranks
+//   must agree), naming --no-graphs.
 #include <math.h>
 #include <string.h>
 
@@ -373,6 +374,8 @@ static void recorded_run(const CommImpl *impl, bool fail_capture, Run *got, bool
     rec.fail_next_capture = fail_capture;
     drive(&m, true, got);
     *graphs_on = m.graphs_enabled;
+    // With a comm rank 0 samples after the graph, so every rank keys its graphs alike.
+    for (int k = 0; impl && k < MODEL_GRAPH_BUCKETS; k++) CHECK(!m.graphs[1][k] && !m.graph_warm[1][k]);
     m.comm = NULL;
     model_free(&m);
 }
