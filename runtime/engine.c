@@ -90,7 +90,7 @@ struct MxEngine {
 
 MxEngineOptions mx_engine_options_default(void) {
     return (MxEngineOptions){.device = "auto", .gemm = NULL, .block_size = 16, .kv_blocks = 0, .kv_fraction = 0.9,
-                             .max_batched_tokens = 512, .max_seqs = 64, .prefix_cache = true, .tokenizer = true,
+                             .max_batched_tokens = 512, .max_seqs = 64, .prefix_cache = true, .graphs = true, .tokenizer = true,
                              .prompt_logprob_rows = 128, .tp = 1, .comm = "auto", .comm_timeout_s = 60.0};
 }
 
@@ -715,6 +715,7 @@ static MxStatus create_parts(MxEngine *e, const char *dir) {
     mo.max_step_seqs = o->max_seqs;
     mo.max_logit_rows = o->max_seqs + o->prompt_logprob_rows; // one per sequence + prompt scoring
     mo.gemm = o->gemm;
+    mo.no_graphs = !o->graphs;
     mo.progress = o->load_progress;
     if ((st = load_model(e, dir, &backend, &mo))) return st;
     const ModelConfig *c = &e->model->cfg;

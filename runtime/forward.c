@@ -340,8 +340,8 @@ static MxStatus forward_graph(Model *m, const Batch *b, const StepSampling *samp
         if (st == MX_ERR_COMM) return st;
         char why[192];
         snprintf(why, sizeof why, "%s", mx_last_detail());
-        return mx_fail(st, "rank %d: capturing the decode graph of %d sequences: %s (--no-graphs runs decode steps op "
-                       "by op)", m->shard.rank, size, why);
+        return mx_fail(st, "rank %d: capturing the decode graph of %d sequences: %s (--graphs off runs decode steps "
+                       "op by op)", m->shard.rank, size, why);
     }
     PROFILE_PUSH(m->shard.rank, "decode graph, bucket %d", size);
     int rc = m->ops->graph_launch(*graph, m->queue);

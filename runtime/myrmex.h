@@ -45,6 +45,8 @@ typedef struct MxEngineOptions {
     int max_batched_tokens; // tokens computed per step, prefill chunks included (default 512)
     int max_seqs;           // requests running at once (default 64)
     bool prefix_cache;      // reuse the K/V of full blocks shared by prompts (default true)
+    bool graphs;            // replay decode steps from CUDA graphs where the backend and comm
+                            // allow (default true; false launches every op, e.g. to profile)
     bool tokenizer;         // load DIR/tokenizer.json when present: output text, stop strings
                             // and its eos ids (default true)
     int prompt_logprob_rows; // logits rows per step for prompt logprobs (default 128: longer

@@ -113,12 +113,13 @@ static MxStatus alloc_tables(TpModel *t) {
     return mx_fail(MX_ERR_NOMEM, "rank tables");
 }
 
-// A hash of what every process must agree on: the config and the step capacities.
+// A hash of what every process must agree on: the config, the step capacities, and whether
+// decode steps may be graphs (NCCL needs the ranks to capture together).
 static uint64_t options_fingerprint(const Model *m) {
     const ModelConfig *c = &m->cfg;
     int64_t v[] = {c->hidden_size, c->intermediate_size, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim,
                    c->vocab_size, c->max_positions, c->sliding_window, c->tie_word_embeddings, m->opt.block_size,
-                   m->opt.max_step_tokens, m->opt.max_step_seqs, m->opt.max_logit_rows, m->opt.tp,
+                   m->opt.max_step_tokens, m->opt.max_step_seqs, m->opt.max_logit_rows, m->opt.tp, m->graphs_enabled,
                    (int64_t)(c->rope_theta * 1000), (int64_t)(c->rms_norm_eps * 1e9)};
     uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < sizeof v / sizeof *v; i++) h = (h ^ (uint64_t)v[i]) * 0x100000001b3ull;

@@ -448,6 +448,7 @@ fi
 P=$SCRATCH/prompts.jsonl
 usage_error "give --prompts or a single prompt, not both" generate --model "$A" --prompts "$P" --prompt-ids 1
 usage_error "--prefix-cache must be on or off" generate --model "$A" --prompt-ids 1 --prefix-cache maybe
+usage_error "--graphs must be on or off" generate --model "$A" --prompt-ids 1 --graphs 1
 usage_error "--kv-blocks must be >= 1" generate --model "$A" --prompt-ids 1 --kv-blocks 0
 usage_error "--kv-fraction must be in (0, 1]" generate --model "$A" --prompt-ids 1 --kv-fraction 1.5
 usage_error "give --kv-blocks or --kv-fraction, not both" generate --model "$A" --prompt-ids 1 --kv-blocks 4 --kv-fraction 0.5
@@ -545,6 +546,9 @@ PY
     cp "$OUT" "$SCRATCH/nocache.json"
     same_outputs "$SCRATCH/nocache.json" "--prefix-cache off"
     grep_in "$ERR" ", 0 from the prefix cache"
+    expect 0 generate --model "$A" --prompts "$P" --json --ignore-eos --graphs off
+    cp "$OUT" "$SCRATCH/nographs.json"
+    same_outputs "$SCRATCH/nographs.json" "--graphs off"
 fi
 # Text output: each result under its line number, then the aggregate.
 expect 0 generate --model "$A" --prompts "$P" --ignore-eos

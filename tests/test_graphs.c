@@ -9,7 +9,7 @@
 // - at tp 1 a failed capture falls back to op by op, and no later capture is tried;
 // - with a comm (tp > 1): graphs only when the comm can be captured, the sample op outside
 //   them (every rank's graphs keyed alike), and a failed capture fails the step (the ranks
-//   must agree), naming --no-graphs.
+//   must agree), naming --graphs off.
 #include <math.h>
 #include <string.h>
 
@@ -404,7 +404,7 @@ static void test_comms_and_failed_captures(void) {
     // With a comm a failed capture fails the step: the other ranks may be replaying theirs.
     recorded_run(&capturable_one, true, &got, &graphs_on);
     CHECK_STATUS(got.status, MX_ERR_OPS);
-    CHECK(strstr(mx_last_error(), "capturing the decode graph") && strstr(mx_last_error(), "--no-graphs"));
+    CHECK(strstr(mx_last_error(), "capturing the decode graph") && strstr(mx_last_error(), "--graphs off"));
     free(got.logits);
     free(want.logits);
     model_free(&eager);

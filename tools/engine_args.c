@@ -8,7 +8,7 @@
 void engine_args_init(EngineArgs *a) {
     MxEngineOptions d = mx_engine_options_default();
     *a = (EngineArgs){.block_size = d.block_size, .max_batched_tokens = d.max_batched_tokens, .max_seqs = d.max_seqs,
-                      .kv_blocks = INT_MIN, .kv_fraction = NAN, .prefix_cache = "on", .tp = d.tp, .comm = d.comm,
+                      .kv_blocks = INT_MIN, .kv_fraction = NAN, .prefix_cache = "on", .graphs = "on", .tp = d.tp, .comm = d.comm,
                       .comm_timeout = d.comm_timeout_s};
 }
 
@@ -23,6 +23,8 @@ int engine_args_specs(EngineArgs *a, ArgSpec *out) {
         {"--block-size", ARG_INT, &a->block_size, "N", "tokens per KV block (default 16)"},
         {"--prefix-cache", ARG_STRING, &a->prefix_cache, "on|off",
          "reuse the KV blocks of prompt prefixes shared between requests (default on)"},
+        {"--graphs", ARG_STRING, &a->graphs, "on|off",
+         "replay decode steps from CUDA graphs; off launches every op (default on)"},
         {"--tp", ARG_INT, &a->tp, "N", "split the model over N tensor-parallel ranks (default 1)"},
         {"--comm", ARG_STRING, &a->comm, "auto|threads|loopback|nccl|mpi",
          "how the ranks talk: threads (CPU), loopback (all ranks on one GPU), nccl (a GPU per rank, also "
@@ -52,6 +54,8 @@ const char *engine_args_apply(const EngineArgs *a, MxEngineOptions *o) {
     if (!(a->comm_timeout > 0 && a->comm_timeout <= 86400)) return "--comm-timeout must be in (0, 86400] seconds";
     bool on = strcmp(a->prefix_cache, "on") == 0;
     if (!on && strcmp(a->prefix_cache, "off") != 0) return "--prefix-cache must be on or off";
+    bool graphs = strcmp(a->graphs, "on") == 0;
+    if (!graphs && strcmp(a->graphs, "off") != 0) return "--graphs must be on or off";
     o->block_size = a->block_size;
     o->max_batched_tokens = a->max_batched_tokens;
     o->max_seqs = a->max_seqs;
@@ -61,6 +65,7 @@ const char *engine_args_apply(const EngineArgs *a, MxEngineOptions *o) {
         o->kv_fraction = a->kv_fraction;
     }
     o->prefix_cache = on;
+    o->graphs = graphs;
     o->tp = a->tp;
     o->comm = a->comm;
     o->comm_timeout_s = a->comm_timeout;

@@ -17,7 +17,7 @@
 #include "../runtime/myrmex.h"
 #include "args.h"
 
-#define ENGINE_ARG_COUNT 9
+#define ENGINE_ARG_COUNT 10
 
 typedef struct EngineArgs {
     int block_size;           // --block-size N (default 16)
@@ -26,6 +26,7 @@ typedef struct EngineArgs {
     int kv_blocks;            // --kv-blocks N (INT_MIN: not given)
     double kv_fraction;       // --kv-fraction F (NaN: not given)
     const char *prefix_cache; // --prefix-cache on|off (default on)
+    const char *graphs;       // --graphs on|off (default on)
     int tp;                   // --tp N (default 1)
     const char *comm;         // --comm auto|threads|loopback|nccl (default auto)
     double comm_timeout;      // --comm-timeout SECONDS (default 60)
