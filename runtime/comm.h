@@ -11,7 +11,8 @@
 //                         local group of CPU-backend ranks meets the others' through it.
 //   NCCL spans processes by itself: the processes share one unique id (CommNcclId).
 // Every wait is bounded by the timeout: a rank that fails, hangs or never arrives turns into
-// MX_ERR_COMM on every rank (the communicator is aborted), never a hang.
+// MX_ERR_COMM on every rank, never a hang. The owner then aborts each rank's comm
+// (comm_abort), after destroying the graphs that captured its collectives.
 #ifndef MYRMEX_COMM_H
 #define MYRMEX_COMM_H
 
@@ -40,7 +41,8 @@ typedef struct CommImpl {
     MxStatus (*gather_vocab)(Comm *c, const float *local, float *full, int rows, int vocab, int stride, void *queue);
     // Waits for everything queued on `queue` (the step's end), bounded by the timeout.
     MxStatus (*wait)(Comm *c, void *queue);
-    // Makes every rank's current and future calls fail with MX_ERR_COMM (idempotent).
+    // Aborts this rank's communicator (stopping its queued collectives) and makes every
+    // rank's current and future calls fail with MX_ERR_COMM (idempotent).
     void (*abort)(Comm *c, const char *why);
     void (*destroy)(Comm *c);
 } CommImpl;
@@ -97,7 +99,8 @@ MxStatus comm_mpi_create(int rank, int size, const Ops *ops, double timeout_s, C
 
 // Fault injection for the fault tests: with MYRMEX_FAULT="RANK:stall:N" (or "RANK:exit:N")
 // in the environment, rank RANK stops answering (or exits the process with status 3) at
-// its N-th collective. Read once per comm at creation.
+// its N-th collective. Read once per comm at creation. Collectives are counted as the host
+// issues them: those inside a replayed graph are not (use --graphs off over NCCL).
 void comm_fault_init(Comm *c);
 
 #endif

@@ -1,7 +1,9 @@
 // comm.h over NCCL: one GPU per rank, the ranks' communicators created non-blocking, and
 // every host-side wait a poll of the stream and ncclCommGetAsyncError bounded by the
-// timeout. On an error or a timeout the rank aborts its communicator and flags the group,
-// which fails every other local rank's next call. Built only with NCCL (MYRMEX_HAVE_NCCL).
+// timeout. On an error or a timeout the rank flags the group, which fails every local rank's
+// next call; each rank's owner then drops the graphs that captured its collectives and
+// aborts its communicator (comm_abort): NCCL cannot finish an abort while such graphs live.
+// Built only with NCCL (MYRMEX_HAVE_NCCL).
 #include "comm.h"
 
 #include "clock.h"
@@ -12,6 +14,7 @@
 #include <nccl.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -43,11 +46,10 @@ static void nccl_abort(Comm *c, const char *why) {
     }
 }
 
-static MxStatus fail(Comm *c, const char *fmt_what, const char *detail) {
-    char why[192];
-    snprintf(why, sizeof why, "rank %d: %s (%s)", c->rank, fmt_what, detail);
-    nccl_abort(c, why);
-    return mx_fail(MX_ERR_COMM, "%s", why);
+// Flags the group failed; the communicator is aborted by comm_abort (see the top).
+static MxStatus fail(Comm *c, const char *what, const char *detail) {
+    atomic_store(&nccl_of(c)->g->aborted, true);
+    return mx_fail(MX_ERR_COMM, "rank %d: %s (%s)", c->rank, what, detail);
 }
 
 // Polls until the communicator has no operation in progress, or fails.
@@ -65,12 +67,16 @@ static MxStatus settle(Comm *c, ncclResult_t rc, const char *what) {
 
 static MxStatus live(Comm *c) {
     NcclComm *n = nccl_of(c);
-    if (!n->nc || atomic_load(&n->g->aborted)) {
-        if (n->nc) nccl_abort(c, "another rank failed");
+    if (!n->nc || atomic_load(&n->g->aborted))
         return mx_fail(MX_ERR_COMM, "rank %d: the tensor-parallel group was aborted", c->rank);
-    }
     return MX_OK;
 }
+
+// NCCL (2.22 and later) connects ranks and allocates its buffers at their first collectives
+// by default; here it does so at creation, so that the KV pool, sized after the comms, leaves
+// them room. A value the user set wins. Called before NCCL is first used, so no other thread
+// reads the environment meanwhile.
+static void connect_at_creation(void) { setenv("NCCL_RUNTIME_CONNECT", "0", 0); }
 
 static ncclDataType_t nccl_type(DType t) {
     return t == DT_BF16 ? ncclBfloat16 : t == DT_F16 ? ncclFloat16 : ncclFloat32;
@@ -87,10 +93,9 @@ static MxStatus nccl_all_reduce(Comm *c, void *buf, size_t count, DType dtype, v
 // collective whose peer died, and a captured graph keeps the pointer.
 static MxStatus nccl_reserve(Comm *c, int max_rows, int stride) {
     NcclComm *n = nccl_of(c);
+    if (n->max_rows) return mx_fail(MX_ERR_ARG, "rank %d: the comm's buffers are reserved once", c->rank);
     size_t floats = (size_t)(c->size - 1) * (size_t)max_rows * (size_t)stride;
     if (c->rank == 0 && floats) {
-        cudaFree(n->scratch);
-        n->scratch = NULL;
         if (cudaMalloc((void **)&n->scratch, floats * sizeof(float)) != cudaSuccess) {
             cudaGetLastError();
             return mx_fail(MX_ERR_NOMEM, "rank 0's logits gather buffer: %.1f MiB of device memory",
@@ -175,6 +180,7 @@ bool comm_nccl_available(void) { return true; }
 _Static_assert(sizeof(ncclUniqueId) == sizeof(CommNcclId), "CommNcclId holds an ncclUniqueId");
 
 MxStatus comm_nccl_unique_id(CommNcclId *id) {
+    connect_at_creation();
     ncclUniqueId u;
     if (ncclGetUniqueId(&u) != ncclSuccess) return mx_fail(MX_ERR_COMM, "ncclGetUniqueId failed");
     memcpy(id->bytes, &u, sizeof u);
@@ -192,6 +198,7 @@ MxStatus comm_nccl_create_ranks(const CommNcclId *uid, int world, int first_rank
     if (world < 1 || world > SHARD_MAX_TP || n_local < 1 || first_rank < 0 || first_rank + n_local > world ||
         !(timeout_s > 0))
         return mx_fail(MX_ERR_ARG, "NCCL ranks %d..%d of %d", first_rank, first_rank + n_local - 1, world);
+    connect_at_creation();
     ncclUniqueId id;
     memcpy(&id, uid->bytes, sizeof id);
     NcclGroup *g = mx_calloc(1, sizeof *g);

@@ -307,7 +307,7 @@ static MxStatus capture(Model *m, const StepShape *sh, bool sample, void **graph
 
 // Runs a plain decode step at its bucket's size: the first time op by op, so that libraries
 // that set themselves up on first use (NCCL connects lazily) do so outside any capture; then
-// from the bucket's graph. MX_ERR_ARG when this step cannot use a bucket (the caller then
+// from the bucket's graph. *used false when this step cannot use a bucket (the caller then
 // runs it op by op at its own size).
 //
 // At tp > 1 each rank captures its own graph, and NCCL requires the ranks to capture
@@ -316,14 +316,16 @@ static MxStatus capture(Model *m, const StepShape *sh, bool sample, void **graph
 // rather than inside it (one graph per bucket, whether rank 0 samples or not); and every
 // rank takes the same branch here (the same batches, options and history). A rank whose
 // capture fails fails the step rather than fall back alone.
-static MxStatus forward_graph(Model *m, const Batch *b, const StepSampling *sampling) {
+static MxStatus forward_graph(Model *m, const Batch *b, const StepSampling *sampling, bool *used) {
     int bucket = graph_bucket(b->n_seqs), size = 1 << bucket;
+    *used = false;
     bool sample_in_graph = sampling && !m->comm;
     int kind = sample_in_graph;
     if (!m->graphs_enabled || (m->comm && !comm_capturable(m->comm)) || !is_plain_decode(b) ||
         bucket >= MODEL_GRAPH_BUCKETS || size > m->opt.max_step_seqs || size > m->opt.max_step_tokens ||
         size > m->opt.max_logit_rows || b->n_kv_indices + (size - b->n_seqs) > m->max_kv_indices)
-        return MX_ERR_ARG;
+        return MX_OK;
+    *used = true;
     pad_decode_batch(m, b, size);
     MxStatus st = upload_batch(m, &m->graph_batch, sampling, b->n_rows, size);
     if (st) return st;
@@ -336,7 +338,10 @@ static MxStatus forward_graph(Model *m, const Batch *b, const StepSampling *samp
     }
     if (!*graph && (st = capture(m, &sh, sample_in_graph, graph))) {
         m->graphs_enabled = false;
-        if (!m->comm) return MX_ERR_ARG; // one rank: this and later steps run op by op
+        if (!m->comm) { // one rank: this and later steps run op by op
+            *used = false;
+            return MX_OK;
+        }
         if (st == MX_ERR_COMM) return st;
         char why[192];
         snprintf(why, sizeof why, "%s", mx_last_detail());
@@ -354,8 +359,9 @@ static MxStatus forward_graph(Model *m, const Batch *b, const StepSampling *samp
 static MxStatus forward(Model *m, const Batch *b, const StepSampling *sampling) {
     MxStatus st = model_check_batch(m, b);
     if (st) return st;
-    st = forward_graph(m, b, sampling);
-    if (st != MX_ERR_ARG) return st;
+    bool used;
+    st = forward_graph(m, b, sampling, &used);
+    if (st || used) return st;
     StepShape sh = batch_shape(b);
     if ((st = upload_batch(m, b, sampling, b->n_rows, b->n_rows))) return st;
     return run_step(m, &sh, sampling != NULL);

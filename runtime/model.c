@@ -233,12 +233,19 @@ MxStatus model_load_dummy(const ModelConfig *cfg, const Backend *backend, const 
     return st;
 }
 
+void model_drop_graphs(Model *m) {
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < MODEL_GRAPH_BUCKETS; i++) {
+            if (m->graphs[k][i]) m->ops->graph_destroy(m->graphs[k][i]);
+            m->graphs[k][i] = NULL;
+        }
+    m->graphs_enabled = false;
+}
+
 void model_free(Model *m) {
     if (m->ops) {
         if (m->queue) m->ops->sync(m->queue); // nothing may still be using what is freed below
-        for (int k = 0; k < 2; k++)
-            for (int i = 0; i < MODEL_GRAPH_BUCKETS; i++)
-                if (m->graphs[k][i]) m->ops->graph_destroy(m->graphs[k][i]);
+        model_drop_graphs(m);
         for (int l = 0; m->k_cache && l < m->cfg.n_layers; l++) m->ops->free(m->k_cache[l]);
         for (int l = 0; m->v_cache && l < m->cfg.n_layers; l++) m->ops->free(m->v_cache[l]);
         m->ops->free(m->ws.base);

@@ -98,6 +98,10 @@ MxStatus model_load(const char *dir, const Backend *backend, const ModelOptions 
 // The same with dummy weights of cfg's shapes made on the backend (weights_init_dummy).
 MxStatus model_load_dummy(const ModelConfig *cfg, const Backend *backend, const ModelOptions *opt, Model *m);
 void model_free(Model *m);
+// Destroys the decode graphs (a launch in flight completes first) and runs every later step
+// op by op. At tp > 1 it comes before the comm is aborted: NCCL cannot finish an abort while
+// graphs hold its collectives.
+void model_drop_graphs(Model *m);
 
 // With opt.defer_kv: the KV blocks (the null block included) that kv_fraction of the
 // backend's free memory affords when `sharers` models will take their pools from it (ranks

@@ -22,6 +22,14 @@ static void record(TpModel *t, int rank, MxStatus st) {
     snprintf(t->error[rank], sizeof t->error[rank], "%s", st ? mx_last_detail() : "");
 }
 
+// After a failed step: the rank's graphs go first, since NCCL cannot finish aborting a
+// communicator whose collectives a live graph holds; then its comm is aborted, which stops
+// its queued collectives and fails the other ranks' next calls.
+static void abandon_rank(Model *m, const char *why) {
+    model_drop_graphs(m);
+    comm_abort(m->comm, why);
+}
+
 static void *worker_main(void *arg) {
     Worker *w = arg;
     TpModel *t = w->t;
@@ -36,7 +44,7 @@ static void *worker_main(void *arg) {
         const Batch *b = t->batch;
         pthread_mutex_unlock(&t->mu);
         MxStatus st = bound ? bound : model_forward(m, b, NULL);
-        if (st && st != MX_ERR_COMM) comm_abort(m->comm, "a rank's step failed");
+        if (st) abandon_rank(m, "a rank's step failed");
         pthread_mutex_lock(&t->mu);
         record(t, w->rank, st);
         if (++t->n_done == t->n_threads) pthread_cond_signal(&t->done);
@@ -200,7 +208,8 @@ MxStatus tp_model_load(const char *dir, const ModelConfig *dummy, const Backend 
     if (!st && out->cluster &&
         !(st = cluster_check_same(options_fingerprint(&out->ranks[0]), "the model config or options", load_wait)))
         st = cluster_check_same(out->ranks[0].w.fingerprint, "the checkpoint", tpo->timeout_s);
-    // The comms before the KV pool, whose size then leaves their buffers room.
+    // The comms (NCCL's buffers included: it connects at creation) before the KV pool, whose
+    // size then leaves them room.
     if (!st && tpo->tp > 1 && !(st = create_comms(out, comm, backend->ops))) out->comm_name = comm;
     int blocks = INT32_MAX;
     for (int i = 0; i < out->n_local && !st; i++) {
@@ -238,8 +247,11 @@ void tp_model_free(TpModel *t) {
         cluster_send_stop(t->timeout_s); // the other processes leave tp_model_follow
     // A broken group is aborted first, not destroyed: a destroy, or model_free's wait for its
     // queue, may wait on a collective whose peers are gone.
-    for (int r = 0; t->broken && t->comms && r < t->n_local; r++)
-        if (t->comms[r]) comm_abort(t->comms[r], "the tensor-parallel group failed");
+    for (int r = 0; t->broken && t->comms && r < t->n_local; r++) {
+        if (!t->comms[r]) continue;
+        backend_bind_thread(&t->ranks[r].backend);
+        abandon_rank(&t->ranks[r], "the tensor-parallel group failed");
+    }
     for (int r = 0; t->ranks && r < t->n_local; r++) {
         backend_bind_thread(&t->ranks[r].backend); // a no-op for a rank whose failed load zeroed it
         model_free(&t->ranks[r]);
@@ -271,7 +283,7 @@ static MxStatus run_local(TpModel *t, const Batch *b, const StepSampling *s, int
         pthread_mutex_unlock(&t->mu);
     }
     MxStatus st = s ? model_forward_sample(m0, b, s, tokens, logits) : model_forward(m0, b, logits);
-    if (st && st != MX_ERR_COMM) comm_abort(m0->comm, "a rank's step failed");
+    if (st) abandon_rank(m0, "a rank's step failed");
     record(t, 0, st);
     if (t->n_threads) {
         pthread_mutex_lock(&t->mu);

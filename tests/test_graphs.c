@@ -8,8 +8,8 @@
 //   second time it runs (the first runs op by op);
 // - at tp 1 a failed capture falls back to op by op, and no later capture is tried;
 // - with a comm (tp > 1): graphs only when the comm can be captured, the sample op outside
-//   them (every rank's graphs keyed alike), and a failed capture fails the step (the ranks
-//   must agree), naming --graphs off.
+//   them, so that a rank that samples and one that does not capture and replay in lockstep,
+//   and a failed capture fails the step (the ranks must agree), naming --graphs off.
 #include <math.h>
 #include <string.h>
 
@@ -53,7 +53,7 @@ typedef struct RecQueue {
 } RecQueue;
 
 static struct {
-    int captures, launches, eager_ops;
+    int captures, launches;
     bool fail_next_capture; // capture_end fails once, as a library call a capture refuses would
 } rec;
 
@@ -74,7 +74,6 @@ static int record(RecQueue *q, Recorded r) {
     static int rec_##fn(const Type *p, void *queue) {                                         \
         RecQueue *q = queue;                                                                  \
         if (q->capturing) return record(q, (Recorded){.kind = KIND, .p.field = *p});          \
-        rec.eager_ops++;                                                                      \
         return ops_ref.fn(p, q->inner);                                                       \
     }
 REC_OP(embedding, EmbeddingParams, embedding, REC_EMBEDDING)
@@ -230,7 +229,8 @@ static const CommImpl host_one = {.name = "one-host", .capturable = false, .all_
 // ---- a decode driver -------------------------------------------------------------------------
 
 // Sequences that finish at different steps: decode steps of 5, 5, 3, 3, 3, 2, 2 and 1
-// sequences, in buckets of 8 and 4 (padded), 2 and 1 (seen once: never captured).
+// sequences, in buckets of 8 and 4 (padded) and 2, each seen more than once, and 1, seen
+// once (run op by op, never captured).
 enum { N_SEQ = 5, MAX_PROMPT = 9, MAX_GEN = 9, BLOCK = 4, BLOCKS_PER_SEQ = 5 };
 static const int gen_len[N_SEQ] = {9, 3, 6, 3, 8};
 
@@ -240,8 +240,10 @@ typedef struct Run {
     MxStatus status;
 } Run;
 
+static float odd_temperature = 0.8f; // of sequences 1 and 3 when sampling
+
 // Prefill of every prompt in one step, then decode steps of the live sequences; `sample`
-// draws on the backend (rows 1 and 3 at temperature 0.8), else greedy on the host.
+// draws on the backend (sequences 1 and 3 at odd_temperature), else greedy on the host.
 static void drive(Model *m, bool sample, Run *out) {
     int vocab = m->cfg.vocab_size;
     memset(out->tokens, 0, sizeof out->tokens);
@@ -276,7 +278,7 @@ static void drive(Model *m, bool sample, Run *out) {
             int32_t top_k[N_SEQ], drawn[N_SEQ];
             uint64_t seed[N_SEQ], counter[N_SEQ];
             for (int r = 0; r < n; r++) {
-                temperature[r] = live[r] % 2 ? 0.8f : 0.0f, top_p[r] = 0.9f, top_k[r] = 0;
+                temperature[r] = live[r] % 2 ? odd_temperature : 0.0f, top_p[r] = 0.9f, top_k[r] = 0;
                 seed[r] = 7 + (uint64_t)live[r], counter[r] = (uint64_t)made[live[r]];
             }
             StepSampling sp = {temperature, top_p, top_k, seed, counter};
@@ -410,10 +412,42 @@ static void test_comms_and_failed_captures(void) {
     model_free(&eager);
 }
 
+// Two ranks see the same batches, but only rank 0 samples: their graph state must move in
+// lockstep (NCCL needs the ranks to capture and replay together).
+static void test_ranks_in_lockstep(void) {
+    Comm comm = {.impl = &capturable_one, .rank = 0, .size = 1, .ops = &recording_ops, .timeout_s = 10};
+    Model leader, other;
+    CHECK_STATUS(load("gqa", &recording_ops, &leader), MX_OK);
+    CHECK_STATUS(load("gqa", &recording_ops, &other), MX_OK);
+    leader.comm = other.comm = &comm;
+    odd_temperature = 0.0f; // greedy everywhere: both see the same tokens, so the same batches
+    Run a, b;
+    drive(&leader, true, &a);
+    drive(&other, false, &b);
+    odd_temperature = 0.8f;
+    CHECK_STATUS(a.status, MX_OK);
+    CHECK_STATUS(b.status, MX_OK);
+    CHECK(memcmp(a.tokens, b.tokens, sizeof a.tokens) == 0);
+    int captured = 0;
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < MODEL_GRAPH_BUCKETS; i++) {
+            CHECK((leader.graphs[k][i] != NULL) == (other.graphs[k][i] != NULL));
+            CHECK(leader.graph_warm[k][i] == other.graph_warm[k][i]);
+            captured += leader.graphs[k][i] != NULL;
+        }
+    CHECK(captured == 3); // buckets 8, 4 and 2
+    leader.comm = other.comm = NULL;
+    free(a.logits);
+    free(b.logits);
+    model_free(&leader);
+    model_free(&other);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) fixtures = argv[1];
     recording_ops = ops_recording();
     RUN(test_graphs_equal_eager);
     RUN(test_comms_and_failed_captures);
+    RUN(test_ranks_in_lockstep);
     return test_exit();
 }
