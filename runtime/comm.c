@@ -35,7 +35,8 @@ static MxStatus fault_point(Comm *c) {
 }
 
 MxStatus comm_reserve(Comm *c, int max_rows, int stride) {
-    if (max_rows < 1 || stride < 1) return mx_fail(MX_ERR_ARG, "comm buffers for %d rows of %d columns", max_rows, stride);
+    if (max_rows < 1 || stride < 1)
+        return mx_fail(MX_ERR_ARG, "comm buffers for %d rows of %d columns", max_rows, stride);
     return c->impl->reserve ? c->impl->reserve(c, max_rows, stride) : MX_OK;
 }
 

@@ -90,8 +90,9 @@ struct MxEngine {
 
 MxEngineOptions mx_engine_options_default(void) {
     return (MxEngineOptions){.device = "auto", .gemm = NULL, .block_size = 16, .kv_blocks = 0, .kv_fraction = 0.9,
-                             .max_batched_tokens = 512, .max_seqs = 64, .prefix_cache = true, .graphs = true, .tokenizer = true,
-                             .prompt_logprob_rows = 128, .tp = 1, .comm = "auto", .comm_timeout_s = 60.0};
+                             .max_batched_tokens = 512, .max_seqs = 64, .prefix_cache = true, .graphs = true,
+                             .tokenizer = true, .prompt_logprob_rows = 128, .tp = 1, .comm = "auto",
+                             .comm_timeout_s = 60.0};
 }
 
 MxRequestParams mx_request_params_default(void) {

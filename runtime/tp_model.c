@@ -159,7 +159,8 @@ static MxStatus create_comms(TpModel *t, const char *comm, const Ops *ops) {
     for (int i = 0; i < t->n_local && !st; i++) {
         Model *m = &t->ranks[i];
         m->comm = t->comms[i];
-        if (!(st = backend_bind_thread(&m->backend))) st = comm_reserve(m->comm, m->opt.max_logit_rows, m->shard.vocab_stride);
+        if (!(st = backend_bind_thread(&m->backend)))
+            st = comm_reserve(m->comm, m->opt.max_logit_rows, m->shard.vocab_stride);
     }
     return st;
 }

@@ -8,8 +8,8 @@
 void engine_args_init(EngineArgs *a) {
     MxEngineOptions d = mx_engine_options_default();
     *a = (EngineArgs){.block_size = d.block_size, .max_batched_tokens = d.max_batched_tokens, .max_seqs = d.max_seqs,
-                      .kv_blocks = INT_MIN, .kv_fraction = NAN, .prefix_cache = "on", .graphs = "on", .tp = d.tp, .comm = d.comm,
-                      .comm_timeout = d.comm_timeout_s};
+                      .kv_blocks = INT_MIN, .kv_fraction = NAN, .prefix_cache = "on", .graphs = "on", .tp = d.tp,
+                      .comm = d.comm, .comm_timeout = d.comm_timeout_s};
 }
 
 int engine_args_specs(EngineArgs *a, ArgSpec *out) {
