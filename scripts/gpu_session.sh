@@ -4,7 +4,8 @@
 #   test      the `gpu` CTest label: every CUDA op against ops_ref, fixture models, TP, bench
 #   sanitize  compute-sanitizer memcheck and racecheck on the op tests (--quick)
 #   bench     GEMM, attention, decode and all-reduce benchmarks; myrmex bench on dummy 13B/70B
-#   tp        myrmex bench at tp 1, 2 and 4 (loopback) on dummy llama-2-7b
+#   tp        bench_allreduce; myrmex bench at tp 1, 2 and 4 (loopback) and tp 1 with
+#             --graphs off, on dummy llama-2-7b
 #
 #   scripts/gpu_session.sh [PHASE...]     (default: build test sanitize)
 #
@@ -118,6 +119,10 @@ phase_tp() {
         { echo "== tp $tp (loopback)"; tail -8 "$RESULTS/bench_tp$tp.txt"; } >>"$SUMMARY"
         pack
     done
+    # What decode graphs save: tp 1 with every op launched.
+    timeout 100 $BUILD/myrmex bench --dummy llama-2-7b --graphs off -b 1,8 -i 128 -o 64 -r 2 \
+        >"$RESULTS/bench_tp1_graphs_off.txt" 2>&1
+    { echo "== tp 1, --graphs off"; tail -8 "$RESULTS/bench_tp1_graphs_off.txt"; } >>"$SUMMARY"
 }
 
 deps
