@@ -3,9 +3,9 @@
 // runs them again on the buffers' current contents (what a CUDA graph does), so the
 // graph logic is checked without a GPU:
 //
-// - steps replayed from graphs (padded to 1, 2, 4, 8 sequences, with and without the sample
-//   op) give the same tokens and logits as op by op, and each bucket is captured only the
-//   second time it runs (the first runs op by op);
+// - steps replayed from graphs (buckets of 2, 4 and 8 sequences, padded where needed, with
+//   and without the sample op) give the same tokens and logits as op by op, and each bucket
+//   is captured only the second time it runs (the first runs op by op);
 // - at tp 1 a failed capture falls back to op by op, and no later capture is tried;
 // - with a comm (tp > 1): graphs only when the comm can be captured, the sample op outside
 //   them, so that a rank that samples and one that does not capture and replay in lockstep,
